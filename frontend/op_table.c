@@ -1,0 +1,40 @@
+/* frontend/op_table.c — the single table of supported ops: the groups defined in frontend/ops/
+ * joined into one list, looked up by (domain, op_type). Adding an op = adding one entry to a
+ * group (infer + eval + flops) and its tests; nothing else dispatches on op names. */
+#include "frontend/ir.h"
+
+#include <string.h>
+
+static const bp_op_def *const groups[] = {bp_ops_elementwise, bp_ops_shape, bp_ops_nn};
+#define NGROUPS ((int)(sizeof groups / sizeof groups[0]))
+#define MAX_OPS 256
+
+static bp_op_def table[MAX_OPS];
+static int table_count = -1;
+
+static void build_table(void) {
+  if (table_count >= 0) return;
+  table_count = 0;
+  for (int g = 0; g < NGROUPS; g++)
+    for (const bp_op_def *d = groups[g]; d->name; d++)
+      if (table_count < MAX_OPS) table[table_count++] = *d;
+}
+
+static int is_default_domain(const char *d) { return !d || !*d || strcmp(d, "ai.onnx") == 0; }
+
+const bp_op_def *bp_op_find(const char *domain, const char *op_type) {
+  build_table();
+  for (int i = 0; i < table_count; i++) {
+    const bp_op_def *d = &table[i];
+    int same_domain = is_default_domain(domain) ? is_default_domain(d->domain)
+                                                 : (d->domain && strcmp(d->domain, domain) == 0);
+    if (same_domain && strcmp(d->name, op_type) == 0) return d;
+  }
+  return NULL;
+}
+
+const bp_op_def *bp_op_table(int *count) {
+  build_table();
+  *count = table_count;
+  return table;
+}

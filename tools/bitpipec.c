@@ -1,0 +1,44 @@
+/* tools/bitpipec.c — the bitpipe compiler driver: dispatches to one subcommand per file. */
+#include "tools/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define BITPIPE_VERSION "0.1.0"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "bitpipe %s — a training compiler for ONNX transformers with pipeline parallelism (BitPipe)\n"
+          "\n"
+          "usage: bitpipec COMMAND [options]\n"
+          "\n"
+          "commands:\n"
+          "  inspect MODEL [--bind N=V]...         opsets, inputs/outputs, op histogram before/after folding,\n"
+          "                                        parameters, forward FLOPs\n"
+          "  run MODEL --input NAME=FILE [...]     run the forward pass on the CPU, write outputs as .npy\n"
+          "  schedule --schedule NAME -D 4 -N 8    generate, validate and simulate a pipeline schedule\n"
+          "\n"
+          "'bitpipec COMMAND --help' describes a command's options. 'bitpipec --version' prints the version.\n",
+          BITPIPE_VERSION);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0) {
+    printf("bitpipec %s\n", BITPIPE_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "inspect") == 0) return bp_cmd_inspect(argc - 1, argv + 1);
+  if (strcmp(cmd, "run") == 0) return bp_cmd_run(argc - 1, argv + 1);
+  if (strcmp(cmd, "schedule") == 0) return bp_cmd_schedule(argc - 1, argv + 1);
+  fprintf(stderr, "bitpipec: unknown command '%s' (try 'bitpipec --help')\n", cmd);
+  return 2;
+}
