@@ -113,6 +113,7 @@ static void read_params(const bp_node *n, int op, uparams *p) {
 static int unary_float(int op, const uparams *pp, const bp_value *x, bp_value *y) {
   const uparams p = *pp;
   const int64_t par_n = bp_value_numel(x), par_work = par_n;
+  (void)par_work; /* read only by the OpenMP pragma */
   if (x->dtype == BP_F32) {
     FLOAT_CASES(float)
   } else {
