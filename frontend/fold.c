@@ -65,7 +65,7 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
       break;
     }
     bp_value *in[64], *out[64];
-    int all_const = 1, any_weight = 0, weight_root = -1;
+    int all_const = 1, any_weight = 0, any_dyn = 0, weight_root = -1;
     for (int k = 0; k < n->nin; k++) {
       if (n->in[k] < 0) {
         in[k] = NULL;
@@ -82,7 +82,7 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
         any_weight = 1;
         if (weight_root < 0) weight_root = t->view_of >= 0 ? t->view_of : n->in[k];
       }
-      if (cls[n->in[k]] == CLS_DYN) any_weight = -1000;
+      if (cls[n->in[k]] == CLS_DYN) any_dyn = 1;
     }
     if (rc) break;
     for (int k = 0; k < n->nout; k++) {
@@ -118,7 +118,7 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
           g->tensors[n->out[k]]->kind = BP_T_CONSTANT;
         }
       st.folded_nodes++;
-    } else if (any_weight > 0) {
+    } else if (any_weight && !any_dyn) {
       for (int k = 0; k < n->nout; k++)
         if (n->out[k] >= 0) {
           cls[n->out[k]] = CLS_WEIGHT;
