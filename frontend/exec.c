@@ -45,7 +45,7 @@ int bp_execute(const bp_graph *g, bp_ctx *ctx, bp_value *const *inputs, bp_value
 
   for (int i = 0; i < g->nnodes; i++) {
     const bp_node *n = g->nodes[i];
-    bp_value *in[64], *out[64];
+    bp_value *in[64] = {0}, *out[64] = {0};
     for (int k = 0; k < n->nin; k++) in[k] = n->in[k] >= 0 ? &vals[n->in[k]] : NULL;
     for (int k = 0; k < n->nout; k++) {
       out[k] = NULL;
@@ -110,7 +110,7 @@ double bp_graph_flops(const bp_graph *g) {
   double total = 0;
   for (int i = 0; i < g->nnodes; i++) {
     const bp_node *n = g->nodes[i];
-    bp_value *in[64], *out[64];
+    bp_value *in[64] = {0}, *out[64] = {0};
     for (int k = 0; k < n->nin; k++) in[k] = n->in[k] >= 0 ? &g->tensors[n->in[k]]->v : NULL;
     for (int k = 0; k < n->nout; k++) out[k] = n->out[k] >= 0 ? &g->tensors[n->out[k]]->v : NULL;
     if (n->op && n->op->flops) total += n->op->flops(n, in, n->nin, out, n->nout);

@@ -64,7 +64,13 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
                    n->op->min_inputs, n->op->max_inputs);
       break;
     }
-    bp_value *in[64], *out[64];
+    /* Every supported op has a required first output; ops may rely on out[0] and on in[k] == NULL
+     * past nin (the op table contract), so both are enforced here once. */
+    if (n->nout < 1 || n->out[0] < 0) {
+      rc = bp_errf(e, "node '%s' (%s): has no (first) output", n->name, n->op_type);
+      break;
+    }
+    bp_value *in[64] = {0}, *out[64] = {0};
     int all_const = 1, any_weight = 0, any_dyn = 0, weight_root = -1;
     for (int k = 0; k < n->nin; k++) {
       if (n->in[k] < 0) {

@@ -9,15 +9,13 @@
 
 #include "frontend/ir.h"
 
-/* OpenMP when the build has it (-fopenmp): row loops go parallel above a work threshold, inner
- * loops are marked for vectorisation. Without OpenMP both expand to nothing. */
+/* OpenMP when the build has it (-fopenmp): row loops go parallel above a work threshold.
+ * Without OpenMP the macro expands to nothing. */
 #define BP_NN_PRAGMA(x) _Pragma(#x)
 #ifdef _OPENMP
 #define BP_NN_OMP_FOR(cond) BP_NN_PRAGMA(omp parallel for schedule(static) if (cond))
-#define BP_NN_OMP_SIMD(clauses) BP_NN_PRAGMA(omp simd clauses)
 #else
 #define BP_NN_OMP_FOR(cond)
-#define BP_NN_OMP_SIMD(clauses)
 #endif
 /* Rows of at least this many elements in total are worth threads. */
 #define BP_NN_PAR_MIN 65536

@@ -1,6 +1,7 @@
 /* kernels/cpu/nn_layernorm.c — LayerNormalization (opset 17) and RMSNormalization (opset 23).
  * x is viewed as [rows, cols] with cols = prod(dims[axis:]); statistics are accumulated in double.
- * float32 takes a fast path: one pass for sum and sum of squares, one pass to normalise. */
+ * float32 takes a fast path: one pass for sum and sum of squares, one pass to normalise, rows
+ * split across threads. */
 #include "kernels/cpu/nn.h"
 
 #include <math.h>
@@ -26,6 +27,7 @@ typedef struct {
 static void norm_f32(const norm_job *j, int rms, const float *x, float *y, bp_value *mean,
                      bp_value *inv) {
   int64_t cols = j->cols;
+  BP_NN_OMP_FOR(j->rows * cols >= BP_NN_PAR_MIN)
   for (int64_t r = 0; r < j->rows; r++) {
     const float *xr = x + r * cols;
     float *yr = y + r * cols;

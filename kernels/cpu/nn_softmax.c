@@ -4,7 +4,6 @@
 #include "kernels/cpu/nn.h"
 
 #include <math.h>
-#include <string.h>
 
 enum { SOFTMAX, LOGSOFTMAX, HARDMAX };
 
@@ -28,22 +27,6 @@ int bp_nn_softmax_split(const bp_node *n, const bp_value *x, int64_t *outer, int
   return 0;
 }
 
-/* e^x for float32 without a libm call, so row loops vectorise: x = n*ln2 + r, |r| <= ln2/2,
- * e^r by its degree-6 Taylor polynomial (relative error < 3e-7), 2^n built in the exponent bits.
- * x is clamped to [-87.3, 88.7] (the normal float range) and exactly 0 returned below -87.3. */
-static inline float exp_f32(float x) {
-  float xc = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  float t = xc * 1.44269504f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer in the low bits */
-  float nf = t - 12582912.0f;
-  float r = xc - nf * 0.693145752f - nf * 1.42860677e-6f; /* ln2 split in two for exactness */
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-  int32_t n = (int32_t)nf;
-  uint32_t bits = (uint32_t)(n + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, 4);
-  return x < -87.3f ? 0.0f : p * scale;
-}
-
 /* float32, contiguous rows; rows split across threads. */
 static void rows_f32(int mode, const float *x, float *y, int64_t rows, int64_t len) {
   BP_NN_OMP_FOR(rows * len >= BP_NN_PAR_MIN)
@@ -58,25 +41,20 @@ static void rows_f32(int mode, const float *x, float *y, int64_t rows, int64_t l
       for (int64_t i = 0; i < len; i++) yr[i] = i == arg ? 1.0f : 0.0f;
       continue;
     }
-    BP_NN_OMP_SIMD(reduction(max : mx))
     for (int64_t i = 0; i < len; i++) mx = xr[i] > mx ? xr[i] : mx;
     if (mx == -INFINITY || mx != mx) mx = 0; /* all -inf rows: avoid inf - inf */
-    float sum = 0;
+    double sum = 0;
     if (mode == SOFTMAX) {
-      BP_NN_OMP_SIMD(reduction(+ : sum))
       for (int64_t i = 0; i < len; i++) {
-        float v = exp_f32(xr[i] - mx);
+        float v = expf(xr[i] - mx);
         yr[i] = v;
         sum += v;
       }
-      float inv = 1.0f / sum;
-      BP_NN_OMP_SIMD()
+      float inv = (float)(1.0 / sum);
       for (int64_t i = 0; i < len; i++) yr[i] *= inv;
     } else {
-      BP_NN_OMP_SIMD(reduction(+ : sum))
-      for (int64_t i = 0; i < len; i++) sum += exp_f32(xr[i] - mx);
-      float ls = logf(sum); /* (x - max) - log(sum): exact even for large x */
-      BP_NN_OMP_SIMD()
+      for (int64_t i = 0; i < len; i++) sum += expf(xr[i] - mx);
+      float ls = (float)log(sum); /* (x - max) - log(sum): exact even for large x */
       for (int64_t i = 0; i < len; i++) yr[i] = (xr[i] - mx) - ls;
     }
   }
