@@ -26,6 +26,7 @@
  * all-reduces start eagerly, after each chunk's last backward.
  *
  * Requires D even (>= 2) and N % D == 0. */
+#include "partitioner/list_sched.h"
 #include "partitioner/schedule.h"
 
 #include <stdlib.h>
@@ -95,58 +96,86 @@ static int emit_entry(bp_program *out, int r, const entry *x, char *err, size_t 
          bp_program_emit(out, r, BP_OP_ALLREDUCE_START, b, -1, -1, 0, err, errlen);
 }
 
-static int generate(const bp_sched_params *sp, int steady, bp_program *out, char *err,
-                    size_t errlen) {
-  const char *name = steady ? "bitpipe-steady" : "bitpipe";
-  if (setup(sp, name, out, err, errlen)) return -1;
-  int D = sp->D, N = sp->N, G = N / D, h = D / 2;
-  list Fl = {malloc(sizeof(entry) * 2 * N), 0}, Bl = {malloc(sizeof(entry) * (2 * N + 2)), 0};
-  int rc = 0;
-  if (!Fl.e || !Bl.e) rc = bp_sched_errf(err, errlen, "%s: out of memory", name);
-  for (int r = 0; r < D && rc == 0; r++) {
-    Fl.n = Bl.n = 0;
-    for (int g = 0; g < G; g++) group_order(&Fl, D, r, g, 1), group_order(&Bl, D, r, g, 0);
-    if (!steady) { /* the code's sync markers (l.238-243) */
-      if (r == h || r == h - 1) {
-        put(&Bl, BP_OP_ALLREDUCE_START, SYNC23, -1);
-      } else {
-        Bl.e[Bl.n] = Bl.e[Bl.n - 1];
-        Bl.e[Bl.n - 1] = (entry){BP_OP_ALLREDUCE_START, SYNC23, -1};
-        Bl.n++;
-      }
-      put(&Bl, BP_OP_ALLREDUCE_START, SYNC01, -1);
-    }
-    int W = 3 * h + (r < D - 1 - r ? r : D - 1 - r), U = 2 * D - W;
-#define EF(i) (rc = rc ? rc : emit_entry(out, r, &Fl.e[(i)], err, errlen))
-#define EB(i) (rc = rc ? rc : emit_entry(out, r, &Bl.e[(i)], err, errlen))
-    for (int k = 0; k < W; k++) EF(k);
-    if (steady) {
-      for (int k = 0; W + k < Fl.n; k++) EF(W + k), EB(k);
-      for (int k = Fl.n - W; k < Bl.n; k++) EB(k);
-    } else {
-      for (int g = 0; g < G - 1; g++) { /* the code's n_loop, phases #1-#4 */
-        int o = 2 * D * g;
-        for (int k = 0; k < U; k++) EF(o + W + k), EB(o + k);
-        for (int k = 0; k < W - U + 1; k++) EB(o + U + k);
-        for (int k = 0; k < U - 1; k++) EF(o + 2 * D + k), EB(o + W + 1 + k);
-        for (int k = 0; k < W - U + 1; k++) EF(o + 2 * D + U - 1 + k);
-      }
-      int o = 2 * D * (G - 1);
-      for (int k = 0; k < U; k++) EF(o + W + k), EB(o + k);
-      for (int k = 0; k < 2 * D - U + 2; k++) EB(o + U + k);
-    }
+/* Fl and Bl of rank r over all N/D units; the authors' sync markers in Bl when `markers`. */
+static void unit_lists(list *Fl, list *Bl, int D, int N, int r, int markers) {
+  int h = D / 2;
+  Fl->n = Bl->n = 0;
+  for (int g = 0; g < N / D; g++) group_order(Fl, D, r, g, 1), group_order(Bl, D, r, g, 0);
+  if (!markers) return;
+  if (r == h || r == h - 1) { /* the code's sync markers (l.238-243) */
+    put(Bl, BP_OP_ALLREDUCE_START, SYNC23, -1);
+  } else {
+    Bl->e[Bl->n] = Bl->e[Bl->n - 1];
+    Bl->e[Bl->n - 1] = (entry){BP_OP_ALLREDUCE_START, SYNC23, -1};
+    Bl->n++;
+  }
+  put(Bl, BP_OP_ALLREDUCE_START, SYNC01, -1);
+}
+
+static int warmup(int D, int r) { return 3 * (D / 2) + (r < D - 1 - r ? r : D - 1 - r); }
+
+/* The authors' interleaving of Fl and Bl (bitpipe_schedule.py l.133-149, l.385-800). */
+static int authors_order(bp_program *out, int r, const list *Fl, const list *Bl, char *err,
+                         size_t errlen) {
+  int D = out->D, G = out->N / D, W = warmup(D, r), U = 2 * D - W, rc = 0;
+#define EF(i) (rc = rc ? rc : emit_entry(out, r, &Fl->e[(i)], err, errlen))
+#define EB(i) (rc = rc ? rc : emit_entry(out, r, &Bl->e[(i)], err, errlen))
+  for (int k = 0; k < W; k++) EF(k);
+  for (int g = 0; g < G - 1; g++) { /* the n_loop, phases #1-#4 */
+    int o = 2 * D * g;
+    for (int k = 0; k < U; k++) EF(o + W + k), EB(o + k);         /* 1F1B */
+    for (int k = 0; k < W - U + 1; k++) EB(o + U + k);             /* partial cooldown */
+    for (int k = 0; k < U - 1; k++) EF(o + 2 * D + k), EB(o + W + 1 + k); /* 1F1B across units */
+    for (int k = 0; k < W - U + 1; k++) EF(o + 2 * D + U - 1 + k); /* next unit's warm-up */
+  }
+  int o = 2 * D * (G - 1);
+  for (int k = 0; k < U; k++) EF(o + W + k), EB(o + k);
+  for (int k = 0; k < 2 * D - U + 2; k++) EB(o + U + k); /* cooldown incl. both syncs */
 #undef EF
 #undef EB
+  return rc;
+}
+
+int bp_gen_bitpipe(const bp_sched_params *sp, bp_program *out, char *err, size_t errlen) {
+  if (setup(sp, "bitpipe", out, err, errlen)) return -1;
+  int D = sp->D, N = sp->N, rc = 0;
+  list Fl = {malloc(sizeof(entry) * 2 * N), 0}, Bl = {malloc(sizeof(entry) * (2 * N + 2)), 0};
+  if (!Fl.e || !Bl.e) rc = bp_sched_errf(err, errlen, "bitpipe: out of memory");
+  for (int r = 0; r < D && rc == 0; r++) {
+    unit_lists(&Fl, &Bl, D, N, r, 1);
+    rc = authors_order(out, r, &Fl, &Bl, err, errlen);
   }
   free(Fl.e);
   free(Bl.e);
   return rc;
 }
 
-int bp_gen_bitpipe(const bp_sched_params *sp, bp_program *out, char *err, size_t errlen) {
-  return generate(sp, 0, out, err, errlen);
-}
-
+/* bitpipe-steady: list scheduling (list_sched.c) with backward = 2 x forward, Fl and Bl as the
+ * preference orders, and each rank's stash capped at the authors' peak W+1. */
 int bp_gen_bitpipe_steady(const bp_sched_params *sp, bp_program *out, char *err, size_t errlen) {
-  return generate(sp, 1, out, err, errlen);
+  if (setup(sp, "bitpipe-steady", out, err, errlen)) return -1;
+  int D = sp->D, N = sp->N, rc = 0;
+  list Fl = {malloc(sizeof(entry) * 2 * N), 0}, Bl = {malloc(sizeof(entry) * (2 * N + 2)), 0};
+  bp_ls_list *fl = calloc(D, sizeof *fl), *bl = calloc(D, sizeof *bl);
+  int *cap = malloc(sizeof(int) * D);
+  if (!Fl.e || !Bl.e || !fl || !bl || !cap || bp_ls_lists_alloc(fl, D, 2 * N)) {
+    rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
+  } else if (bp_ls_lists_alloc(bl, D, 2 * N)) {
+    bp_ls_lists_free(fl, D);
+    rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
+  }
+  if (rc == 0) {
+    for (int r = 0; r < D; r++) {
+      unit_lists(&Fl, &Bl, D, N, r, 0);
+      for (int i = 0; i < Fl.n; i++) bp_ls_put(&fl[r], Fl.e[i].mb, bp_program_chunk(out, r, Fl.e[i].chunk)->stage);
+      for (int i = 0; i < Bl.n; i++) bp_ls_put(&bl[r], Bl.e[i].mb, bp_program_chunk(out, r, Bl.e[i].chunk)->stage);
+      cap[r] = warmup(D, r) + 1;
+    }
+    bp_ls_spec spec = {1, 2, 0, getenv("CAP") ? cap : NULL, getenv("K") ? atoi(getenv("K")) : D / 2, fl, bl};
+    rc = bp_list_schedule(out, &spec, err, errlen);
+    bp_ls_lists_free(fl, D);
+    bp_ls_lists_free(bl, D);
+  }
+  free(Fl.e), free(Bl.e), free(fl), free(bl), free(cap);
+  return rc;
 }

@@ -28,6 +28,7 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
   double *free_at = calloc(D, sizeof(double));
   int *stash = calloc(D, sizeof(int)), *fpos = calloc(D, sizeof(int)), *bpos = calloc(D, sizeof(int));
   int *wq = malloc(sizeof(int) * (size_t)N * S * 2), wn = 0; /* deferred W: (mb, stage) */
+  int inflight[2] = {0, 0}; /* per pipe */
   int rc = 0;
   if (!op || !free_at || !stash || !fpos || !bpos || !wq) {
     rc = bp_sched_errf(err, errlen, "%s: out of memory", p->schedule);
@@ -46,15 +47,18 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
       /* first not-yet-scheduled position of each list, so scans stay short */
       while (bpos[r] < bl->n && op[ix(p, 1, bl->mb[bpos[r]], bl->stage[bpos[r]])].state) bpos[r]++;
       while (fpos[r] < fl->n && op[ix(p, 0, fl->mb[fpos[r]], fl->stage[fpos[r]])].state) fpos[r]++;
-      for (int i = bpos[r]; i < bl->n && kind < 0; i++) {
+      for (int i = bpos[r]; i < (getenv("BSTRICT") ? (bpos[r] + 1 < bl->n ? bpos[r] + 1 : bl->n) : bl->n) && kind < 0; i++) {
         opstate *o = &op[ix(p, 1, bl->mb[i], bl->stage[i])];
         if (!o->state && o->ready <= t) kind = 1, m = bl->mb[i], s = bl->stage[i];
       }
       int cap = sp->cap ? sp->cap[r] : 1 << 30;
       if (kind < 0 && stash[r] < cap)
-        for (int i = fpos[r]; i < fl->n && kind < 0; i++) {
+        for (int i = fpos[r]; i < (getenv("FSTRICT") ? (fpos[r] + 1 < fl->n ? fpos[r] + 1 : fl->n) : fl->n) && kind < 0; i++) {
           opstate *o = &op[ix(p, 0, fl->mb[i], fl->stage[i])];
-          if (!o->state && o->ready <= t) kind = 0, m = fl->mb[i], s = fl->stage[i];
+          if (o->state || o->ready > t) continue;
+          if (fl->stage[i] == 0 && sp->inflight && inflight[p->mb_pipe[fl->mb[i]]] >= sp->inflight)
+            continue; /* admission control: this pipe has enough micro-batches in flight */
+          kind = 0, m = fl->mb[i], s = fl->stage[i];
         }
       if (kind < 0 && split)
         for (int i = 0; i < wn; i++) /* oldest deferred W of this rank */
@@ -74,16 +78,15 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
       op[ix(p, kind, m, s)].state = 1;
       free_at[r] = end;
       remaining--, progressed = 1;
+      if (kind == 0 && s == 0) inflight[q]++;
+      if (kind == 1 && s == 0) inflight[q]--;
       if (kind == 0) {
         stash[r]++;
         if (s + 1 < S) op[ix(p, 0, m, s + 1)].ready = end;
         /* the last stage's backward needs only its own forward */
         if (s == S - 1) op[ix(p, 1, m, s)].ready = end;
       } else if (kind == 1) {
-        if (s > 0) { /* the previous stage's backward needs this gradient and its forward (done) */
-          double *rd = &op[ix(p, 1, m, s - 1)].ready;
-          *rd = end;
-        }
+        if (s > 0) op[ix(p, 1, m, s - 1)].ready = end; /* its forward is done already */
         if (split) wq[2 * wn] = m, wq[2 * wn + 1] = s, wn++;
         else stash[r]--;
       } else {
@@ -99,16 +102,33 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
       if (free_at[r] > t && free_at[r] < next) next = free_at[r];
     for (size_t i = 0; i < nops; i++)
       if (!op[i].state && op[i].ready > t && op[i].ready < next) next = op[i].ready;
+    if (progressed) continue; /* a zero-length op may have made something ready at t */
     if (!isfinite(next)) {
-      if (progressed) continue; /* ranks freed at t may act now */
       rc = bp_sched_errf(err, errlen,
                          "%s: list scheduling stalled with %ld ops left (memory caps too tight)",
                          p->schedule, remaining);
       goto out;
     }
-    if (!progressed || next > t) t = next;
+    t = next;
   }
 out:
   free(op), free(free_at), free(stash), free(fpos), free(bpos), free(wq);
   return rc;
+}
+
+int bp_ls_lists_alloc(bp_ls_list *l, int D, int per_rank) {
+  for (int r = 0; r < D; r++) {
+    l[r].n = 0;
+    l[r].mb = malloc(sizeof(int) * per_rank);
+    l[r].stage = malloc(sizeof(int) * per_rank);
+    if (!l[r].mb || !l[r].stage) {
+      bp_ls_lists_free(l, r + 1);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void bp_ls_lists_free(bp_ls_list *l, int D) {
+  for (int r = 0; r < D; r++) free(l[r].mb), free(l[r].stage), l[r].mb = l[r].stage = NULL;
 }

@@ -109,5 +109,8 @@ typedef struct bp_einsum {
   unsigned char used[BP_EINSUM_MAX_LABELS];
 } bp_einsum;
 int bp_einsum_parse(const bp_node *n, bp_value *const *in, int nin, bp_einsum *es, bp_err *e);
+/* nn_einsum_gemm.c: evaluates a 2-operand float einsum as a batched GEMM when its labels allow.
+ * Returns 1 when done, 0 when not applicable (use the general loop), -1 on error. */
+int bp_einsum_gemm(const bp_node *n, const bp_einsum *es, bp_value *const *in, bp_value *y, bp_err *e);
 
 #endif

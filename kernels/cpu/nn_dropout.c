@@ -1,5 +1,8 @@
-/* kernels/cpu/nn_dropout.c — Dropout. Identity (mask all true) unless training: the node's
- * training_mode input (opset >= 12) is true or the context trains (ctx->training). In training
+/* kernels/cpu/nn_dropout.c — Dropout. Identity (mask all true) unless the context trains
+ * (ctx->training). The node's training_mode input is checked but does not decide: exporters freeze
+ * it at export time (the training recipe exports it as a constant True), while whether bitpipe
+ * trains or infers is chosen by the command (`run` infers, as onnxruntime does; training draws
+ * masks). In training
  * each element is kept with probability 1 - ratio and scaled by 1 / (1 - ratio); the keep
  * decision for element i is a counter-based draw, splitmix64 at position ctx->counter + i of the
  * stream keyed by ctx->seed (and the node's `seed` attribute if any), so results are reproducible
@@ -32,7 +35,6 @@ int bp_nn_eval_dropout(bp_ctx *ctx, const bp_node *n, bp_value *const *in, int n
     if (nin > 2 && in[2]) {
       if (bp_value_numel(in[2]) != 1)
         return bp_errf(e, "node '%s' (%s): input 'training_mode' must be a bool scalar", n->name, n->op_type);
-      training |= bp_get_i64(in[2]->data, in[2]->dtype, 0) != 0;
     }
   }
   if (!(ratio >= 0 && ratio <= 1))

@@ -96,8 +96,9 @@ int bp_einsum_parse(const bp_node *n, bp_value *const *in, int nin, bp_einsum *e
         es->size[l] = sz;
         sized[l] = 1;
       } else if (sz != es->size[l] && !(sz == 1 && l >= ELL0)) {
+        char lc[4] = {'\'', (char)(l < 26 ? 'a' + l : 'A' + l - 26), '\'', 0};
         return bp_errf(e, "node '%s' (%s): subscript %s has sizes %lld and %lld", n->name, n->op_type,
-                       l >= ELL0 ? "'...'" : "label", (long long)es->size[l], (long long)sz);
+                       l >= ELL0 ? "'...'" : lc, (long long)es->size[l], (long long)sz);
       }
     }
   }
@@ -149,6 +150,8 @@ int bp_nn_eval_einsum(bp_ctx *ctx, const bp_node *n, bp_value *const *in, int ni
     if (in[k]->dtype != y->dtype)
       return bp_errf(e, "node '%s' (%s): all inputs must have the same dtype", n->name, n->op_type);
   }
+  int fast = bp_einsum_gemm(n, &es, in, y, e);
+  if (fast) return fast < 0 ? -1 : 0;
   /* loop order: output labels, then the summed labels */
   int order[BP_EINSUM_MAX_LABELS], nl = 0;
   unsigned char is_out[BP_EINSUM_MAX_LABELS] = {0};
