@@ -171,7 +171,7 @@ int bp_gen_bitpipe_steady(const bp_sched_params *sp, bp_program *out, char *err,
       for (int i = 0; i < Bl.n; i++) bp_ls_put(&bl[r], Bl.e[i].mb, bp_program_chunk(out, r, Bl.e[i].chunk)->stage);
       cap[r] = warmup(D, r) + 1;
     }
-    bp_ls_spec spec = {1, 2, 0, getenv("CAP") ? cap : NULL, getenv("K") ? atoi(getenv("K")) : D / 2, fl, bl};
+    bp_ls_spec spec = {1, 2, 0, getenv("CAP") ? cap : NULL, getenv("U") ? D : 0, getenv("K") ? atoi(getenv("K")) : D / 2, fl, bl};
     rc = bp_list_schedule(out, &spec, err, errlen);
     bp_ls_lists_free(fl, D);
     bp_ls_lists_free(bl, D);

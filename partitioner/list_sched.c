@@ -58,6 +58,15 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
           if (o->state || o->ready > t) continue;
           if (fl->stage[i] == 0 && sp->inflight && inflight[p->mb_pipe[fl->mb[i]]] >= sp->inflight)
             continue; /* admission control: this pipe has enough micro-batches in flight */
+          if (sp->unit > 0 && sp->cap) {
+            /* reserve room for the forwards of the oldest unit still pending here */
+            int u0 = fl->mb[fpos[r]] / sp->unit, u = fl->mb[i] / sp->unit, pend = 0;
+            if (u > u0) {
+              for (int j = fpos[r]; j < fl->n && fl->mb[j] / sp->unit == u0; j++)
+                pend += !op[ix(p, 0, fl->mb[j], fl->stage[j])].state;
+              if (stash[r] + pend >= cap) continue;
+            }
+          }
           kind = 0, m = fl->mb[i], s = fl->stage[i];
         }
       if (kind < 0 && split)

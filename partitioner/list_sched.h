@@ -14,6 +14,9 @@ typedef struct bp_ls_spec {
   double f, b, w;        /* nominal chunk durations: forward, input-gradient, weight-gradient
                             (without split, a backward takes b + w) */
   const int *cap;        /* [D] most stashed chunk activations a rank may hold; NULL: no cap */
+  int unit;              /* >0: micro-batches come in units of this size (m / unit); a forward of
+                            a later unit than the oldest one with forwards pending on the rank
+                            runs only if the stash plus those pending forwards stays under cap */
   int inflight;          /* most micro-batches of one pipe between their first forward and
                             their last backward (admission control); 0: no limit */
   const bp_ls_list *fwd; /* [D] forwards in preference order (every forward of the rank) */
