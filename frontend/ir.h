@@ -222,6 +222,14 @@ typedef int (*bp_eval_fn)(bp_ctx *ctx, const bp_node *n, bp_value *const *in, in
 typedef double (*bp_flops_fn)(const bp_node *n, bp_value *const *in, int nin, bp_value *const *out,
                               int nout);
 
+/* Gradient builder (reverse mode, frontend/autodiff.c): appends backward nodes for forward node
+ * `n` to the graph through the builder context `ad`. dout[k] is the gradient tensor of output k
+ * (-1: none reaches it); need[k] says whether input k wants a gradient. Sets din[k] to the
+ * gradient tensor of input k (same shape as the input) or leaves it -1. Returns 0 or -1. */
+struct bp_ad;
+typedef int (*bp_grad_fn)(struct bp_ad *ad, bp_node *n, const int *dout, const unsigned char *need,
+                          int *din);
+
 typedef struct bp_op_def {
   const char *name;   /* ONNX op_type (default domain unless `domain` is set) */
   const char *domain; /* NULL or "" for the default domain; "com.microsoft" etc. */
@@ -229,6 +237,7 @@ typedef struct bp_op_def {
   bp_infer_fn infer;
   bp_eval_fn eval;
   bp_flops_fn flops;
+  bp_grad_fn grad;    /* NULL: not differentiable (or not yet); attached from bp_grad_rules */
 } bp_op_def;
 
 /* Looks up an op by domain and type (domain NULL/"" and "ai.onnx" mean the default domain). */
@@ -240,5 +249,14 @@ const bp_op_def *bp_op_table(int *count);
 extern const bp_op_def bp_ops_elementwise[];
 extern const bp_op_def bp_ops_shape[];
 extern const bp_op_def bp_ops_nn[];
+extern const bp_op_def bp_ops_grad[]; /* backward and loss ops (domain "bitpipe") */
+
+/* Gradient builders by op name (frontend/grad_rules.c), attached to the table's entries when it
+ * is built; terminated by an entry with name NULL. */
+typedef struct bp_grad_rule {
+  const char *name;
+  bp_grad_fn grad;
+} bp_grad_rule;
+extern const bp_grad_rule bp_grad_rules[];
 
 #endif

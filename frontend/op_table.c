@@ -1,11 +1,11 @@
 /* frontend/op_table.c — the single table of supported ops: the groups defined in frontend/ops/
  * joined into one list, looked up by (domain, op_type). Adding an op = adding one entry to a
- * group (infer + eval + flops) and its tests; nothing else dispatches on op names. */
+ * group (infer + eval + flops), its gradient rule (frontend/grad_rules.c) and its tests; nothing else dispatches on op names. */
 #include "frontend/ir.h"
 
 #include <string.h>
 
-static const bp_op_def *const groups[] = {bp_ops_elementwise, bp_ops_shape, bp_ops_nn};
+static const bp_op_def *const groups[] = {bp_ops_elementwise, bp_ops_shape, bp_ops_nn, bp_ops_grad};
 #define NGROUPS ((int)(sizeof groups / sizeof groups[0]))
 #define MAX_OPS 256
 
@@ -18,6 +18,10 @@ static void build_table(void) {
   for (int g = 0; g < NGROUPS; g++)
     for (const bp_op_def *d = groups[g]; d->name; d++)
       if (table_count < MAX_OPS) table[table_count++] = *d;
+  /* Gradient builders live together in frontend/grad_rules.c (default domain ops and ours). */
+  for (const bp_grad_rule *r = bp_grad_rules; r->name; r++)
+    for (int i = 0; i < table_count; i++)
+      if (strcmp(table[i].name, r->name) == 0 && !table[i].grad) table[i].grad = r->grad;
 }
 
 static int is_default_domain(const char *d) { return !d || !*d || strcmp(d, "ai.onnx") == 0; }

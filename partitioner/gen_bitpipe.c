@@ -18,12 +18,12 @@
  * backwards on the middle pair; SYNC01 (chunks 0, 1) last. They are started there and, unlike
  * the code's blocking calls, waited for just before the optimizer step.
  *
- * "bitpipe-steady" runs the same Fl and Bl over all N micro-batches as one continuous stream:
- * the same W warm-up forwards, then strictly one forward and one backward, then the remaining
- * backwards. It never holds more than W+1 stashed chunk activations, the same peak as the
- * authors' order, and drops the partial cooldown and re-warm-up the code runs at every unit
- * boundary (which costs D-2 idle chunk-units per extra unit when backward = 2 x forward). Its
- * all-reduces start eagerly, after each chunk's last backward.
+ * "bitpipe-steady" schedules all N micro-batches as one continuous stream by list scheduling
+ * (list_sched.c, backward = 2 x forward): Fl and Bl are the preference orders, backwards run in
+ * Bl order, each rank's stash is capped at the authors' peak W+1, and at most D/2 micro-batches
+ * per direction are in flight. Its all-reduces start eagerly. STATUS: at D=8, N=32 it only ties
+ * the authors' order (bubble 0.135); it does not yet remove the per-unit idle time (see
+ * docs/schedules.md and tests/schedule/test_steady.c).
  *
  * Requires D even (>= 2) and N % D == 0. */
 #include "partitioner/list_sched.h"
@@ -171,7 +171,7 @@ int bp_gen_bitpipe_steady(const bp_sched_params *sp, bp_program *out, char *err,
       for (int i = 0; i < Bl.n; i++) bp_ls_put(&bl[r], Bl.e[i].mb, bp_program_chunk(out, r, Bl.e[i].chunk)->stage);
       cap[r] = warmup(D, r) + 1;
     }
-    bp_ls_spec spec = {1, 2, 0, getenv("CAP") ? cap : NULL, getenv("U") ? D : 0, getenv("K") ? atoi(getenv("K")) : D / 2, fl, bl};
+    bp_ls_spec spec = {1, 2, 0, cap, D, D / 2, 1, fl, bl};
     rc = bp_list_schedule(out, &spec, err, errlen);
     bp_ls_lists_free(fl, D);
     bp_ls_lists_free(bl, D);

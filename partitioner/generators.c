@@ -34,6 +34,7 @@ const bp_schedule_info *bp_schedule_find(const char *name) {
 
 int bp_schedule_generate(const char *name, const bp_sched_params *sp, bp_program *out, char *err,
                          size_t errlen) {
+  memset(out, 0, sizeof *out); /* so that bp_program_free is safe whatever happens */
   const bp_schedule_info *info = bp_schedule_find(name);
   if (!info) {
     int n = 0;

@@ -47,13 +47,15 @@ int bp_list_schedule(bp_program *p, const bp_ls_spec *sp, char *err, size_t errl
       /* first not-yet-scheduled position of each list, so scans stay short */
       while (bpos[r] < bl->n && op[ix(p, 1, bl->mb[bpos[r]], bl->stage[bpos[r]])].state) bpos[r]++;
       while (fpos[r] < fl->n && op[ix(p, 0, fl->mb[fpos[r]], fl->stage[fpos[r]])].state) fpos[r]++;
-      for (int i = bpos[r]; i < (getenv("BSTRICT") ? (bpos[r] + 1 < bl->n ? bpos[r] + 1 : bl->n) : bl->n) && kind < 0; i++) {
+      {
+      for (int i = bpos[r]; i < (sp->bwd_strict && bpos[r] < bl->n ? bpos[r] + 1 : bl->n) && kind < 0; i++) {
         opstate *o = &op[ix(p, 1, bl->mb[i], bl->stage[i])];
         if (!o->state && o->ready <= t) kind = 1, m = bl->mb[i], s = bl->stage[i];
       }
+      }
       int cap = sp->cap ? sp->cap[r] : 1 << 30;
       if (kind < 0 && stash[r] < cap)
-        for (int i = fpos[r]; i < (getenv("FSTRICT") ? (fpos[r] + 1 < fl->n ? fpos[r] + 1 : fl->n) : fl->n) && kind < 0; i++) {
+        for (int i = fpos[r]; i < fl->n && kind < 0; i++) {
           opstate *o = &op[ix(p, 0, fl->mb[i], fl->stage[i])];
           if (o->state || o->ready > t) continue;
           if (fl->stage[i] == 0 && sp->inflight && inflight[p->mb_pipe[fl->mb[i]]] >= sp->inflight)

@@ -19,6 +19,7 @@ typedef struct bp_ls_spec {
                             runs only if the stash plus those pending forwards stays under cap */
   int inflight;          /* most micro-batches of one pipe between their first forward and
                             their last backward (admission control); 0: no limit */
+  int bwd_strict;        /* backwards run strictly in list order (else: first ready) */
   const bp_ls_list *fwd; /* [D] forwards in preference order (every forward of the rank) */
   const bp_ls_list *bwd; /* [D] backwards (BWD or BWD_INPUT) in preference order */
 } bp_ls_spec;

@@ -143,16 +143,60 @@ static int check_input(const bp_program *p, char *err, size_t errlen) {
   return 0;
 }
 
+/* Whether rank `to` waits, directly or through others, on rank `from` (x is a stuck run). */
+static int waits_on(const bp_program *p, const bp_rdv *x, int from, int to, uint8_t *seen) {
+  if (from == to) return 1;
+  if (seen[from]) return 0;
+  seen[from] = 1;
+  int pc = x->pc[from];
+  if (pc >= p->rank[from].n || !bp_op_is_p2p((bp_op)p->rank[from].code[pc].op)) return 0;
+  for (int i = pc; i < x->bend[x->off[from] + pc]; i++) {
+    int g = x->off[from] + i, h = x->partner[g];
+    if (x->done[g] || h < 0) continue;
+    int q = 0;
+    while (x->off[q + 1] <= h) q++;
+    if (waits_on(p, x, q, to, seen)) return 1;
+  }
+  return 0;
+}
+
+/* Delays by one compute op a send that waits on a receiver which (transitively) waits on the
+ * sender: a send on a cycle of the stuck run's wait-for graph. Returns 0 if there is none. */
+static int pick_and_delay(const bp_program *p, lctx *L, const bp_rdv *x) {
+  uint8_t *seen = calloc(p->D, 1);
+  if (!seen) return 0;
+  int fixed = 0;
+  for (int r = 0; r < p->D && !fixed; r++) {
+    int pc = x->pc[r];
+    if (pc >= p->rank[r].n) continue;
+    for (int i = pc; i < x->bend[x->off[r] + pc] && !fixed; i++) {
+      if (!bp_rdv_send_waiting(x, p, r, i)) continue;
+      int h = x->partner[x->off[r] + i], q = 0;
+      while (x->off[q + 1] <= h) q++;
+      memset(seen, 0, p->D);
+      if (!waits_on(p, x, q, r, seen)) continue;
+      int j = L->src[r][i], t = j, n = L->cmp[r].n;
+      for (int d = 0; d <= L->delay[r][j] && t < n; d++) /* its current target */
+        do t++; while (t < n && !bp_op_is_compute((bp_op)L->cmp[r].code[t].op));
+      if (t < n) L->delay[r][j]++, fixed = 1;
+    }
+  }
+  free(seen);
+  return fixed;
+}
+
 int bp_program_lower(bp_program *p, char *err, size_t errlen) {
   if (check_input(p, err, errlen)) return -1;
-  int D = p->D, rc = 0;
-  lctx L = {D, p->chunks_per_rank, calloc(D, sizeof(bp_rank_program)), calloc(D, sizeof(int *)),
+  if (p->D < 1) return bp_sched_errf(err, errlen, "lower: no ranks");
+  size_t D = (size_t)p->D;
+  int rc = 0;
+  lctx L = {p->D, p->chunks_per_rank, calloc(D, sizeof(bp_rank_program)), calloc(D, sizeof(int *)),
             calloc(D, sizeof(int *)), calloc(D, sizeof(int))};
   if (!L.cmp || !L.delay || !L.src || !L.src_cap) {
     rc = bp_sched_errf(err, errlen, "lower: out of memory");
     goto out;
   }
-  for (int r = 0; r < D; r++) { /* take the compute orders; p->rank becomes the output */
+  for (int r = 0; r < p->D; r++) { /* take the compute orders; p->rank becomes the output */
     L.cmp[r] = p->rank[r];
     p->rank[r] = (bp_rank_program){0, 0, NULL};
     L.delay[r] = calloc(L.cmp[r].n + 1, sizeof(int));
@@ -162,7 +206,7 @@ int bp_program_lower(bp_program *p, char *err, size_t errlen) {
     }
   }
   for (;;) {
-    for (int r = 0; r < D && rc == 0; r++) rc = build_rank(p, &L, r, err, errlen);
+    for (int r = 0; r < p->D && rc == 0; r++) rc = build_rank(p, &L, r, err, errlen);
     if (rc) goto out;
     bp_rdv x;
     if (bp_rdv_init(&x, p, err, errlen)) { /* the generator forgot or duplicated an op */
@@ -175,18 +219,7 @@ int bp_program_lower(bp_program *p, char *err, size_t errlen) {
       if (stuck < 0) rc = bp_sched_errf(err, errlen, "lower: out of memory");
       goto out;
     }
-    int fixed = 0; /* delay one waiting send by one compute op */
-    for (int r = 0; r < D && !fixed; r++) {
-      int pc = x.pc[r];
-      if (pc >= p->rank[r].n) continue;
-      for (int i = pc; i < x.bend[x.off[r] + pc] && !fixed; i++) {
-        if (!bp_rdv_send_waiting(&x, p, r, i)) continue;
-        int j = L.src[r][i], t = j;
-        for (int d = 0; d <= L.delay[r][j] && t < L.cmp[r].n; d++) /* current target */
-          do t++; while (t < L.cmp[r].n && !bp_op_is_compute((bp_op)L.cmp[r].code[t].op));
-        if (t < L.cmp[r].n) L.delay[r][j]++, fixed = 1;
-      }
-    }
+    int fixed = pick_and_delay(p, &L, &x);
     if (!fixed) {
       char b[96];
       int r = 0;
@@ -200,7 +233,7 @@ int bp_program_lower(bp_program *p, char *err, size_t errlen) {
     if (rc) goto out;
   }
 out:
-  for (int r = 0; r < D; r++) {
+  for (int r = 0; r < p->D; r++) {
     if (L.cmp) free(L.cmp[r].code);
     if (L.delay) free(L.delay[r]);
     if (L.src) free(L.src[r]);

@@ -16,6 +16,8 @@ static void usage(FILE *f) {
           "  inspect MODEL [--bind N=V]...         opsets, inputs/outputs, op histogram before/after folding,\n"
           "                                        parameters, forward FLOPs\n"
           "  run MODEL --input NAME=FILE [...]     run the forward pass on the CPU, write outputs as .npy\n"
+          "  train MODEL --input NAME=FILE --targets FILE --steps K\n"
+          "                                        train on the CPU (autodiff, loss, SGD/AdamW); loss per step\n"
           "  schedule --schedule NAME -D 4 -N 8    generate, validate and simulate a pipeline schedule\n"
           "\n"
           "'bitpipec COMMAND --help' describes a command's options. 'bitpipec --version' prints the version.\n",
@@ -38,6 +40,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "inspect") == 0) return bp_cmd_inspect(argc - 1, argv + 1);
   if (strcmp(cmd, "run") == 0) return bp_cmd_run(argc - 1, argv + 1);
+  if (strcmp(cmd, "train") == 0) return bp_cmd_train(argc - 1, argv + 1);
   if (strcmp(cmd, "schedule") == 0) return bp_cmd_schedule(argc - 1, argv + 1);
   fprintf(stderr, "bitpipec: unknown command '%s' (try 'bitpipec --help')\n", cmd);
   return 2;

@@ -283,7 +283,7 @@ static int infer_castlike(const bp_node *n, bp_value *const *in, int nin, bp_val
 }
 
 /* ---- the table ---- */
-#define OP(name, lo, hi, inf) {#name, NULL, lo, hi, infer_##inf, ew_eval_##name, NULL}
+#define OP(name, lo, hi, inf) {#name, NULL, lo, hi, infer_##inf, ew_eval_##name, NULL, NULL}
 
 const bp_op_def bp_ops_elementwise[] = {
     /* arithmetic */
@@ -316,5 +316,5 @@ const bp_op_def bp_ops_elementwise[] = {
     OP(Where, 3, 3, where), OP(Cast, 1, 1, cast), OP(CastLike, 2, 2, castlike),
     OP(Min, 1, -1, minmax), OP(Max, 1, -1, minmax), OP(Sum, 1, -1, minmax), OP(Mean, 1, -1, mean),
     OP(Clip, 1, 3, clip),
-    {NULL, NULL, 0, 0, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };

@@ -326,20 +326,20 @@ INFER(infer_dropout) {
 
 /* ---- the table ------------------------------------------------------------------------------------------ */
 
-#define REDUCE(name, fn) {name, NULL, 1, 2, infer_reduce, fn, flops_reduce}
+#define REDUCE(name, fn) {name, NULL, 1, 2, infer_reduce, fn, flops_reduce, NULL}
 
 const bp_op_def bp_ops_nn[] = {
-    {"MatMul", NULL, 2, 2, infer_matmul, bp_nn_eval_matmul, flops_matmul},
-    {"Gemm", NULL, 2, 3, infer_gemm, bp_nn_eval_gemm, flops_gemm},
-    {"Einsum", NULL, 1, -1, infer_einsum, bp_nn_eval_einsum, flops_einsum},
-    {"Softmax", NULL, 1, 1, infer_softmax, bp_nn_eval_softmax, flops_softmax},
-    {"LogSoftmax", NULL, 1, 1, infer_softmax, bp_nn_eval_logsoftmax, flops_softmax},
-    {"Hardmax", NULL, 1, 1, infer_softmax, bp_nn_eval_hardmax, flops_softmax},
-    {"LayerNormalization", NULL, 2, 3, infer_layernorm, bp_nn_eval_layernorm, flops_norm},
-    {"RMSNormalization", NULL, 2, 2, infer_rmsnorm, bp_nn_eval_rmsnorm, flops_norm},
-    {"BatchNormalization", NULL, 5, 5, infer_batchnorm, bp_nn_eval_batchnorm, flops_norm},
-    {"InstanceNormalization", NULL, 3, 3, infer_instancenorm, bp_nn_eval_instancenorm, flops_norm},
-    {"GroupNormalization", NULL, 3, 3, infer_groupnorm, bp_nn_eval_groupnorm, flops_norm},
+    {"MatMul", NULL, 2, 2, infer_matmul, bp_nn_eval_matmul, flops_matmul, NULL},
+    {"Gemm", NULL, 2, 3, infer_gemm, bp_nn_eval_gemm, flops_gemm, NULL},
+    {"Einsum", NULL, 1, -1, infer_einsum, bp_nn_eval_einsum, flops_einsum, NULL},
+    {"Softmax", NULL, 1, 1, infer_softmax, bp_nn_eval_softmax, flops_softmax, NULL},
+    {"LogSoftmax", NULL, 1, 1, infer_softmax, bp_nn_eval_logsoftmax, flops_softmax, NULL},
+    {"Hardmax", NULL, 1, 1, infer_softmax, bp_nn_eval_hardmax, flops_softmax, NULL},
+    {"LayerNormalization", NULL, 2, 3, infer_layernorm, bp_nn_eval_layernorm, flops_norm, NULL},
+    {"RMSNormalization", NULL, 2, 2, infer_rmsnorm, bp_nn_eval_rmsnorm, flops_norm, NULL},
+    {"BatchNormalization", NULL, 5, 5, infer_batchnorm, bp_nn_eval_batchnorm, flops_norm, NULL},
+    {"InstanceNormalization", NULL, 3, 3, infer_instancenorm, bp_nn_eval_instancenorm, flops_norm, NULL},
+    {"GroupNormalization", NULL, 3, 3, infer_groupnorm, bp_nn_eval_groupnorm, flops_norm, NULL},
     REDUCE("ReduceSum", bp_nn_eval_reduce_sum),
     REDUCE("ReduceMean", bp_nn_eval_reduce_mean),
     REDUCE("ReduceMax", bp_nn_eval_reduce_max),
@@ -350,8 +350,8 @@ const bp_op_def bp_ops_nn[] = {
     REDUCE("ReduceL2", bp_nn_eval_reduce_l2),
     REDUCE("ReduceLogSum", bp_nn_eval_reduce_log_sum),
     REDUCE("ReduceLogSumExp", bp_nn_eval_reduce_log_sum_exp),
-    {"ArgMax", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmax, flops_argreduce},
-    {"ArgMin", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmin, flops_argreduce},
-    {"Dropout", NULL, 1, 3, infer_dropout, bp_nn_eval_dropout, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL},
+    {"ArgMax", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmax, flops_argreduce, NULL},
+    {"ArgMin", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmin, flops_argreduce, NULL},
+    {"Dropout", NULL, 1, 3, infer_dropout, bp_nn_eval_dropout, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""PyTorch training references for `bitpipec train` (tests/autodiff/test_train_models.py).
+
+For each family: the same model export_models.py exports (same seed, same random init), trained
+on models/<family>/input_ids.npy against models/<family>/targets.npy (written here: int64 [2, 16],
+numpy.random.default_rng(1)) with softmax cross-entropy (mean over tokens), 5 steps of
+  sgd:   torch.optim.SGD(lr=0.05)
+  adamw: torch.optim.AdamW(lr=1e-3, weight_decay=0.01)
+with dropout disabled (the model in eval mode; bitpipec train --no-dropout), since the two RNGs
+differ. Per step it records the loss and the global L2 gradient norm before the update, into
+models/<family>/train_reference.json.
+
+Usage:  python3 models/make_torch_training_reference.py [--family gpt2 bert llama] [--steps 5]
+Needs:  torch transformers numpy (and what export_models.py imports)
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_models as em  # noqa: E402  (applies the same transformers patch)
+
+CONFIGS = {
+    "sgd": dict(lr=0.05),
+    "adamw": dict(lr=1e-3, weight_decay=0.01),
+}
+
+
+def run(family, opt_name, ids, targets, steps):
+    model = em.make_model(family)
+    wrapped = em.LogitsOnly(model).eval()  # eval: dropout off
+    params = list(wrapped.parameters())
+    if opt_name == "sgd":
+        opt = torch.optim.SGD(params, **CONFIGS[opt_name])
+    else:
+        opt = torch.optim.AdamW(params, **CONFIGS[opt_name])
+    losses, norms = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        logits = wrapped(ids)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params if p.grad is not None))
+        losses.append(float(loss.item()))
+        norms.append(float(norm.item()))
+        opt.step()
+    return {"loss": losses, "grad_norm": norms, "config": CONFIGS[opt_name]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--family", nargs="*", default=["gpt2", "bert", "llama"])
+    ap.add_argument("--steps", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for fam in args.family:
+        d = os.path.join(args.out, fam)
+        ids_np = np.load(os.path.join(d, "input_ids.npy"))
+        tg_np = np.random.default_rng(1).integers(0, em.VOCAB, size=ids_np.shape, dtype=np.int64)
+        np.save(os.path.join(d, "targets.npy"), tg_np)
+        ids, tg = torch.from_numpy(ids_np), torch.from_numpy(tg_np)
+        ref = {"family": fam, "steps": args.steps, "dropout": "off (eval mode)",
+               "loss": "cross_entropy mean", "torch": torch.__version__}
+        for opt_name in CONFIGS:
+            ref[opt_name] = run(fam, opt_name, ids, tg, args.steps)
+            print(fam, opt_name, ref[opt_name]["loss"])
+        with open(os.path.join(d, "train_reference.json"), "w") as f:
+            json.dump(ref, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
