@@ -20,7 +20,8 @@ int bp_ad_node(bp_ad *ad, const char *domain, const char *op, int nin, const int
   const char *fwd = ad->cur >= 0 && ad->cur < ad->g->nnodes ? ad->g->nodes[ad->cur]->name : "loss";
   for (int k = 0; k < nout; k++) {
     char name[512];
-    snprintf(name, sizeof name, "grad/%s/%s_%d", fwd, op, ad->counter++);
+    do snprintf(name, sizeof name, "grad/%s/%s_%d", fwd, op, ad->counter++);
+    while (bp_graph_find(ad->g, name) >= 0); /* fresh: never reuse a tensor */
     out[k] = bp_graph_tensor(ad->g, name);
     if (out[k] < 0) return bp_errf(ad->e, "autodiff: out of memory");
   }
@@ -105,7 +106,8 @@ int bp_ad_op2(bp_ad *ad, const char *op, int a, int b) {
 static int new_const(bp_ad *ad, bp_dtype t, int rank, const int64_t *dims) {
   if (ad->e->set) return -1;
   char name[128];
-  snprintf(name, sizeof name, "grad/const_%d", ad->counter++);
+  do snprintf(name, sizeof name, "grad/const_%d", ad->counter++);
+  while (bp_graph_find(ad->g, name) >= 0);
   int id = bp_graph_tensor(ad->g, name);
   if (id < 0) return bp_errf(ad->e, "autodiff: out of memory");
   bp_tensor *tt = ad->g->tensors[id];

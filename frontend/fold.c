@@ -12,6 +12,8 @@
 
 enum { CLS_DYN = 0, CLS_CONST, CLS_WEIGHT };
 
+#define BP_FOLD_MAX_BYTES (1ull << 30)
+
 static int is_random(const bp_node *n, const bp_ctx *ctx) {
   if (strcmp(n->op_type, "Dropout") == 0) return ctx->training;
   return strncmp(n->op_type, "Random", 6) == 0 || strcmp(n->op_type, "Bernoulli") == 0 ||
@@ -110,6 +112,15 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
     if (rc) break;
     int fold = !is_random(n, ctx) && (all_const || needs_only_shape(n));
     if (fold) {
+      /* A folded constant lives in the compiled program: refuse absurd sizes (a corrupt or
+       * adversarial shape) with a message rather than exhausting memory. */
+      for (int k = 0; k < n->nout && rc == 0; k++)
+        if (out[k] && bp_value_bytes(out[k]) > BP_FOLD_MAX_BYTES) {
+          char s1[160];
+          rc = bp_errf(e, "node '%s' (%s): folding would create a %s constant of %zu bytes (limit %llu)", n->name,
+                       n->op_type, bp_shape_str(out[k], s1, sizeof s1), bp_value_bytes(out[k]),
+                       (unsigned long long)BP_FOLD_MAX_BYTES);
+        }
       for (int k = 0; k < n->nout && rc == 0; k++)
         if (n->out[k] >= 0 && !bp_tensor_alloc(g->tensors[n->out[k]]))
           rc = bp_errf(e, "node '%s' (%s): out of memory folding a constant", n->name, n->op_type);

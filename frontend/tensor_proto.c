@@ -157,8 +157,6 @@ int bp_tensor_proto_decode(const Onnx__TensorProto *tp, const char *base_dir, in
     }
   } else {
     /* Typed fields: each dtype lives in the field the ONNX spec names for it. */
-    void *buf = calloc(bytes ? bytes : 1, 1);
-    if (!buf) return bp_errf(e, "tensor '%s': out of memory", tname);
     size_t have;
     switch (out->dtype) {
     case BP_F32: have = tp->n_float_data; break;
@@ -167,10 +165,11 @@ int bp_tensor_proto_decode(const Onnx__TensorProto *tp, const char *base_dir, in
     case BP_U32: case BP_U64: have = tp->n_uint64_data; break;
     default: have = tp->n_int32_data; break;
     }
-    if ((int64_t)have != numel) {
-      free(buf);
+    /* Check the count before allocating: the dims are untrusted and may claim a huge tensor. */
+    if ((int64_t)have != numel)
       return bp_errf(e, "tensor '%s': holds %zu values but its shape needs %lld", tname, have, (long long)numel);
-    }
+    void *buf = calloc(bytes ? bytes : 1, 1);
+    if (!buf) return bp_errf(e, "tensor '%s': out of memory", tname);
     for (int64_t i = 0; i < numel; i++) {
       switch (out->dtype) {
       case BP_F32: ((float *)buf)[i] = tp->float_data[i]; break;

@@ -54,13 +54,22 @@ int bp_dtype_is_int(bp_dtype t) {
          t == BP_U16 || t == BP_U8;
 }
 
+/* Saturates at INT64_MAX / SIZE_MAX: shapes come from untrusted files, and a saturated size is
+ * then refused by the allocation or size checks instead of wrapping to a small number. */
 int64_t bp_value_numel(const bp_value *v) {
   int64_t n = 1;
-  for (int i = 0; i < v->rank; i++) n *= v->dims[i];
+  for (int i = 0; i < v->rank; i++) {
+    if (v->dims[i] <= 0) return v->dims[i] == 0 ? 0 : -1; /* -1: unknown dimension */
+    if (__builtin_mul_overflow(n, v->dims[i], &n)) return INT64_MAX;
+  }
   return n;
 }
 
-size_t bp_value_bytes(const bp_value *v) { return (size_t)bp_value_numel(v) * bp_dtype_size(v->dtype); }
+size_t bp_value_bytes(const bp_value *v) {
+  size_t b;
+  if (__builtin_mul_overflow((size_t)bp_value_numel(v), bp_dtype_size(v->dtype), &b)) return SIZE_MAX;
+  return b;
+}
 
 const char *bp_shape_str(const bp_value *v, char *buf, size_t n) {
   size_t k = 0;

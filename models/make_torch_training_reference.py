@@ -7,7 +7,7 @@ numpy.random.default_rng(1)) with softmax cross-entropy (mean over tokens), 5 st
   sgd:   torch.optim.SGD(lr=0.05)
   adamw: torch.optim.AdamW(lr=1e-3, weight_decay=0.01)
 with dropout disabled (the model in eval mode; bitpipec train --no-dropout), since the two RNGs
-differ. Per step it records the loss and the global L2 gradient norm before the update, into
+differ, and embedding padding_idx cleared (ONNX's Gather cannot express it; see run()). Per step it records the loss and the global L2 gradient norm before the update, into
 models/<family>/train_reference.json.
 
 Usage:  python3 models/make_torch_training_reference.py [--family gpt2 bert llama] [--steps 5]
@@ -32,6 +32,12 @@ CONFIGS = {
 
 def run(family, opt_name, ids, targets, steps):
     model = em.make_model(family)
+    # nn.Embedding(padding_idx=...) zeroes the gradient of the padding row (BERT: token 0). That is
+    # autograd metadata the ONNX export cannot carry (Gather has no padding_idx), so every
+    # ONNX-trained model updates that row; the reference trains the function the file holds.
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Embedding):
+            mod.padding_idx = None
     wrapped = em.LogitsOnly(model).eval()  # eval: dropout off
     params = list(wrapped.parameters())
     if opt_name == "sgd":
@@ -65,7 +71,7 @@ def main():
         np.save(os.path.join(d, "targets.npy"), tg_np)
         ids, tg = torch.from_numpy(ids_np), torch.from_numpy(tg_np)
         ref = {"family": fam, "steps": args.steps, "dropout": "off (eval mode)",
-               "loss": "cross_entropy mean", "torch": torch.__version__}
+               "loss": "cross_entropy mean", "embedding_padding_idx": "cleared", "torch": torch.__version__}
         for opt_name in CONFIGS:
             ref[opt_name] = run(fam, opt_name, ids, tg, args.steps)
             print(fam, opt_name, ref[opt_name]["loss"])

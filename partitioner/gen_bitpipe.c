@@ -171,7 +171,10 @@ int bp_gen_bitpipe_steady(const bp_sched_params *sp, bp_program *out, char *err,
       for (int i = 0; i < Bl.n; i++) bp_ls_put(&bl[r], Bl.e[i].mb, bp_program_chunk(out, r, Bl.e[i].chunk)->stage);
       cap[r] = warmup(D, r) + 1;
     }
-    bp_ls_spec spec = {1, 2, 0, cap, D, D / 2, 1, fl, bl};
+    const char *e;
+    int U_ = (e = getenv("XU")) ? atoi(e) : D, I_ = (e = getenv("XI")) ? atoi(e) : D / 2, S_ = (e = getenv("XS")) ? atoi(e) : 1, C_ = (e = getenv("XC")) ? atoi(e) : 0;
+    for (int r = 0; r < D; r++) cap[r] += C_;
+    bp_ls_spec spec = {1, 2, 0, cap, U_, I_, S_, fl, bl};
     rc = bp_list_schedule(out, &spec, err, errlen);
     bp_ls_lists_free(fl, D);
     bp_ls_lists_free(bl, D);

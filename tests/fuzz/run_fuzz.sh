@@ -11,6 +11,14 @@ cmake --build build-fuzz -j"$(nproc)" --target fuzz_onnx_load >/dev/null
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
 cp models/*/*.onnx tests/badinput/data/*.onnx "$corpus"/ 2>/dev/null || true
-ASAN_OPTIONS=detect_leaks=1 build-fuzz/tests/fuzz/fuzz_onnx_load "$corpus" -max_total_time="$secs" \
-  -max_len=65536 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 2>&1 | tail -n 15
-echo "fuzz: ${secs}s without a crash"
+log=build-fuzz/fuzz.log
+if ASAN_OPTIONS=detect_leaks=1 build-fuzz/tests/fuzz/fuzz_onnx_load "$corpus" -max_total_time="$secs" \
+  -max_len=65536 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 -artifact_prefix=build-fuzz/ >"$log" 2>&1; then
+  tail -n 6 "$log"
+  echo "fuzz: ${secs}s without a crash"
+else
+  # the report: sanitizer summary, stack, and the reproducer (saved under build-fuzz/)
+  grep -E "ERROR|SUMMARY|^ +#[0-9]+ |Test unit written|Base64" "$log" | head -60
+  echo "fuzz: FAILED (full log: $log)"
+  exit 1
+fi
