@@ -287,27 +287,45 @@ int bp_autodiff(bp_graph *g, int training, bp_ad_result *r, bp_err *e) {
   }
   if (rc == 0)
     for (int i = 0; i < r->nwrt; i++) r->grads[i] = r->wrt[i] >= 0 && r->wrt[i] < nt0 ? grad[r->wrt[i]] : -1;
-  /* The stash: forward activations (and inputs) that backward nodes read. */
+  /* The stash: forward activations (and inputs) that backward nodes read, including outputs the
+   * rules gave forward nodes (the Dropout masks training needs). */
   if (rc == 0) {
-    r->stash = calloc((size_t)nt0, 1);
+    r->stash = calloc((size_t)g->ntensors, 1);
     r->stash_bytes = 0;
     r->stash_tensors = 0;
     if (!r->stash) {
       rc = bp_errf(e, "out of memory");
       goto done;
     }
+    /* tensors computed from weights only (views such as Transpose(W)) are per step, not per
+     * micro-batch: only what depends on a graph input is stashed */
+    unsigned char *dyn = calloc((size_t)g->ntensors, 1);
+    if (!dyn) {
+      rc = bp_errf(e, "out of memory");
+      goto done;
+    }
+    for (int i = 0; i < g->ninputs; i++) dyn[g->inputs[i]] = 1;
+    for (int i = 0; i < nn0; i++) {
+      const bp_node *n = g->nodes[i];
+      int d = 0;
+      for (int k = 0; k < n->nin; k++) d |= n->in[k] >= 0 && dyn[n->in[k]];
+      for (int k = 0; d && k < n->nout; k++)
+        if (n->out[k] >= 0) dyn[n->out[k]] = 1;
+    }
     for (int i = nn0; i < g->nnodes; i++) {
       const bp_node *n = g->nodes[i];
       for (int k = 0; k < n->nin; k++) {
         int t = n->in[k];
-        if (t < 0 || t >= nt0 || r->stash[t]) continue;
+        if (t < 0 || r->stash[t] || !dyn[t]) continue;
         bp_tensor_kind kd = g->tensors[t]->kind;
-        if (kd != BP_T_ACTIVATION && kd != BP_T_INPUT) continue;
+        if (kd == BP_T_INPUT ? 0 : kd != BP_T_ACTIVATION || g->tensors[t]->producer < 0 || g->tensors[t]->producer >= nn0)
+          continue;
         r->stash[t] = 1;
         r->stash_tensors++;
         r->stash_bytes += (int64_t)bp_value_bytes(&g->tensors[t]->v);
       }
     }
+    free(dyn);
   }
 done:
   free(req);

@@ -33,7 +33,7 @@ typedef struct bp_ad_result {
   int first_bwd;     /* first backward node */
   int64_t stash_bytes;   /* forward activations backward reads, per micro-batch */
   int stash_tensors;
-  unsigned char *stash;  /* per tensor id (< ntensors at entry): backward reads it; caller frees */
+  unsigned char *stash;  /* per tensor id (ntensors on return): backward reads it; caller frees */
 } bp_ad_result;
 
 /* Appends the backward graph of `loss` (a float scalar) for the tensors r->wrt. A non-differentiable

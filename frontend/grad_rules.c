@@ -231,6 +231,8 @@ RULE(grad_gather) {
 
 /* ---- nn ---------------------------------------------------------------------------------------- */
 
+static int gemm(bp_ad *ad, int a, int b, int ta, int tb, double alpha);
+
 static int swap_last2(bp_ad *ad, int x) {
   int rank = bp_ad_val(ad, x)->rank;
   int64_t perm[BP_MAX_RANK];
@@ -241,10 +243,35 @@ static int swap_last2(bp_ad *ad, int x) {
 }
 
 RULE(grad_matmul) {
-  if (bp_ad_val(ad, X(0))->rank < 2 || bp_ad_val(ad, X(1))->rank < 2)
-    return bp_errf(ad->e, "MatMul gradient of 1-D operands is not supported");
-  if (need[0]) din[0] = bp_ad_sum_to(ad, bp_ad_op2(ad, "MatMul", dout[0], swap_last2(ad, X(1))), X(0));
-  if (need[1]) din[1] = bp_ad_sum_to(ad, bp_ad_op2(ad, "MatMul", swap_last2(ad, X(0)), dout[0]), X(1));
+  int a = X(0), b = X(1), dy = dout[0];
+  const bp_value *va = bp_ad_val(ad, a), *vb = bp_ad_val(ad, b);
+  int a1 = va->rank == 1, b1 = vb->rank == 1;
+  if (a1 || b1) { /* numpy semantics: a 1-D A is a row [1, K], a 1-D B a column [K, 1]; dy gets the 1s back */
+    bp_value d = *bp_ad_val(ad, dy);
+    if (b1) d.dims[d.rank++] = 1;
+    if (a1) {
+      for (int i = d.rank; i > d.rank - 1; i--) d.dims[i] = d.dims[i - 1];
+      d.dims[d.rank - 1] = 1;
+      d.rank++;
+    }
+    if (a1) a = bp_ad_reshape(ad, a, 2, (int64_t[]){1, va->dims[0]});
+    if (b1) b = bp_ad_reshape(ad, b, 2, (int64_t[]){vb->dims[0], 1});
+    dy = bp_ad_reshape(ad, dy, d.rank, d.dims);
+  }
+  if (!a1 && !b1 && vb->rank == 2) {
+    /* [..., K] x [K, N] (an activation times a weight): fold the batch dimensions into rows and
+     * use Gemm's transpose flags, one BLAS call each and no transposed copies or SumTo */
+    int64_t m = 1, k = va->dims[va->rank - 1], nn = vb->dims[1];
+    for (int i = 0; i < va->rank - 1; i++) m *= va->dims[i];
+    int a2 = bp_ad_reshape(ad, a, 2, (int64_t[]){m, k}), dy2 = bp_ad_reshape(ad, dy, 2, (int64_t[]){m, nn});
+    if (need[0]) din[0] = bp_ad_reshape_like(ad, gemm(ad, dy2, b, 0, 1, 1.0), X(0));
+    if (need[1]) din[1] = gemm(ad, a2, dy2, 1, 0, 1.0);
+    DONE;
+  }
+  if (need[0])
+    din[0] = bp_ad_reshape_like(ad, bp_ad_sum_to(ad, bp_ad_op2(ad, "MatMul", dy, swap_last2(ad, b)), a), X(0));
+  if (need[1])
+    din[1] = bp_ad_reshape_like(ad, bp_ad_sum_to(ad, bp_ad_op2(ad, "MatMul", swap_last2(ad, a), dy), b), X(1));
   DONE;
 }
 
@@ -276,6 +303,53 @@ RULE(grad_softmax) {
   if (ax) bp_ad_attr_int(ad, node, "axis", ax->i);
   if (node >= 0) ad->g->nodes[node]->opset = n->opset; /* axis semantics differ before opset 13 */
   din[0] = bp_ad_infer(ad, node);
+  DONE;
+}
+
+/* Axes [from, rank) as a 1-D int64 constant. */
+static int axes_from(bp_ad *ad, int64_t from, int rank) {
+  int64_t ax[BP_MAX_RANK];
+  int na = 0;
+  for (int64_t i = from; i < rank; i++) ax[na++] = i;
+  return bp_ad_const_i64(ad, na, ax);
+}
+
+/* Reduce{Sum,Mean}(x, axes) with keepdims=1 (opset 18: axes as an input). */
+static int reduce_keep(bp_ad *ad, const char *op, int x, int axes) {
+  if (x < 0 || axes < 0) return -1;
+  int in[2] = {x, axes};
+  int node = bp_ad_node(ad, NULL, op, 2, in, 1);
+  bp_ad_attr_int(ad, node, "keepdims", 1);
+  return bp_ad_infer(ad, node);
+}
+
+RULE(grad_logsoftmax) { /* dx = dy - softmax(x) * sum(dy over the axis) */
+  if (!need[0]) DONE;
+  int rank = bp_ad_val(ad, X(0))->rank;
+  int old = n->opset > 0 && n->opset < 13; /* before 13: over the input coerced to 2-D at `axis` */
+  int64_t axis = bp_attr_int(n, "axis", old ? 1 : -1);
+  if (axis < 0) axis += rank;
+  int axes = old ? axes_from(ad, axis, rank) : bp_ad_const_i64(ad, 1, &axis);
+  int sm = bp_ad_op1(ad, "Exp", Y(0));
+  din[0] = bp_ad_op2(ad, "Sub", dout[0], mul(ad, sm, reduce_keep(ad, "ReduceSum", dout[0], axes)));
+  DONE;
+}
+
+RULE(grad_rmsnorm) { /* y = x r s, r = 1/sqrt(mean(x^2) + eps): dx = r g - x r^3 mean(g x), g = dy s */
+  const bp_value *x = bp_ad_val(ad, X(0));
+  int64_t axis;
+  if (bp_norm_axis(bp_attr_int(n, "axis", -1), x->rank, &axis, n->name, ad->e)) return -1;
+  int axes = axes_from(ad, axis, x->rank);
+  double eps = bp_attr_float(n, "epsilon", 1e-5f);
+  int ms = reduce_keep(ad, "ReduceMean", mul(ad, X(0), X(0)), axes);
+  int r = bp_ad_op1(ad, "Reciprocal", bp_ad_op1(ad, "Sqrt", bp_ad_op2(ad, "Add", ms, cst(ad, eps, X(0)))));
+  if (need[0]) {
+    int g = mul(ad, dout[0], X(1));
+    int m = reduce_keep(ad, "ReduceMean", mul(ad, g, X(0)), axes);
+    int r3 = mul(ad, r, mul(ad, r, r));
+    din[0] = bp_ad_op2(ad, "Sub", mul(ad, r, g), mul(ad, X(0), mul(ad, r3, m)));
+  }
+  if (need[1]) din[1] = bp_ad_sum_to(ad, mul(ad, dout[0], mul(ad, X(0), r)), X(1));
   DONE;
 }
 
@@ -320,6 +394,86 @@ static int grad_reduce(bp_ad *ad, bp_node *n, const int *dout, const unsigned ch
   DONE;
 }
 RULE(grad_reduce_sum) { return grad_reduce(ad, n, dout, need, din, 0); }
+
+/* ReduceMax/ReduceMin: the gradient goes to the positions equal to the result, shared evenly
+ * among ties (torch.amax/amin). */
+RULE(grad_reduce_extremum) {
+  if (!need[0]) DONE;
+  const bp_value *x = bp_ad_val(ad, X(0));
+  bp_value *in[2] = {&ad->g->tensors[X(0)]->v, n->nin > 1 && X(1) >= 0 ? &ad->g->tensors[X(1)]->v : NULL};
+  unsigned char mask[BP_MAX_RANK];
+  int noop;
+  if (bp_nn_reduce_axes(n, in, n->nin, x, mask, &noop, ad->e)) return -1;
+  if (noop) {
+    din[0] = dout[0];
+    DONE;
+  }
+  int64_t keep[BP_MAX_RANK], ax[BP_MAX_RANK];
+  int na = 0;
+  for (int i = 0; i < x->rank; i++) {
+    keep[i] = mask[i] ? 1 : x->dims[i];
+    if (mask[i]) ax[na++] = i;
+  }
+  int y = bp_ad_reshape(ad, Y(0), x->rank, keep), dy = bp_ad_reshape(ad, dout[0], x->rank, keep);
+  int eq = cast_to(ad, bp_ad_op2(ad, "Equal", X(0), y), dt(ad, X(0)));
+  int cnt = reduce_keep(ad, "ReduceSum", eq, bp_ad_const_i64(ad, na, ax));
+  din[0] = mul(ad, eq, bp_ad_op2(ad, "Div", dy, cnt));
+  DONE;
+}
+
+/* Min/Max (variadic, broadcasting): each input equal to the result gets the gradient, shared
+ * evenly among ties (torch.maximum/minimum). */
+RULE(grad_minmax) {
+  int eq[64], cnt = -1;
+  for (int k = 0; k < n->nin && k < 64; k++) {
+    eq[k] = cast_to(ad, bp_ad_op2(ad, "Equal", X(k), Y(0)), dt(ad, Y(0)));
+    cnt = cnt < 0 ? eq[k] : bp_ad_op2(ad, "Add", cnt, eq[k]);
+  }
+  int share = n->nin > 1 ? bp_ad_op2(ad, "Div", dout[0], cnt) : dout[0];
+  for (int k = 0; k < n->nin && k < 64; k++)
+    if (need[k]) din[k] = bp_ad_sum_to(ad, mul(ad, share, eq[k]), X(k));
+  DONE;
+}
+
+/* Clip: dy passes where min <= x <= max (torch.clamp); min/max get dy where x is clipped to them. */
+RULE(grad_clip) {
+  int lo = -1, hi = -1;
+  if (n->opset > 0 && n->opset < 11) {
+    const bp_attr *a = bp_node_attr(n, "min"), *b = bp_node_attr(n, "max");
+    if (a) lo = cst(ad, a->f, X(0));
+    if (b) hi = cst(ad, b->f, X(0));
+  } else {
+    if (n->nin > 1) lo = X(1);
+    if (n->nin > 2) hi = X(2);
+  }
+  int pass = -1;
+  if (lo >= 0) pass = bp_ad_op2(ad, "GreaterOrEqual", X(0), lo);
+  if (hi >= 0) {
+    int p2 = bp_ad_op2(ad, "LessOrEqual", X(0), hi);
+    pass = pass < 0 ? p2 : bp_ad_op2(ad, "And", pass, p2);
+  }
+  if (need[0]) din[0] = pass < 0 ? dout[0] : mul(ad, dout[0], cast_to(ad, pass, dt(ad, X(0))));
+  if (n->nin > 1 && need[1] && lo >= 0)
+    din[1] = bp_ad_sum_to(ad, mul(ad, dout[0], cast_to(ad, bp_ad_op2(ad, "Less", X(0), lo), dt(ad, X(0)))), X(1));
+  if (n->nin > 2 && need[2] && hi >= 0) {
+    int above = bp_ad_op2(ad, "Greater", X(0), hi);
+    if (lo >= 0) above = bp_ad_op2(ad, "And", above, bp_ad_op2(ad, "GreaterOrEqual", X(0), lo));
+    din[2] = bp_ad_sum_to(ad, mul(ad, dout[0], cast_to(ad, above, dt(ad, X(0)))), X(2));
+  }
+  DONE;
+}
+
+/* GatherElements: dy scatter-added into zeros of the data's shape (ScatterElements, reduction add). */
+RULE(grad_gather_elements) {
+  if (!need[0]) DONE;
+  int in[3] = {zeros_like(ad, X(0)), X(1), dout[0]};
+  if (in[0] < 0) return -1;
+  int node = bp_ad_node(ad, NULL, "ScatterElements", 3, in, 1);
+  bp_ad_attr_int(ad, node, "axis", bp_attr_int(n, "axis", 0));
+  bp_ad_attr_string(ad, node, "reduction", "add");
+  din[0] = bp_ad_infer(ad, node);
+  DONE;
+}
 RULE(grad_reduce_mean) { return grad_reduce(ad, n, dout, need, din, 1); }
 
 RULE(grad_dropout) {
@@ -381,5 +535,8 @@ const bp_grad_rule bp_grad_rules[] = {
     {"MatMul", grad_matmul}, {"Gemm", grad_gemm}, {"Softmax", grad_softmax},
     {"LayerNormalization", grad_layernorm}, {"ReduceSum", grad_reduce_sum},
     {"ReduceMean", grad_reduce_mean}, {"Dropout", grad_dropout}, {"SoftmaxCrossEntropy", grad_sce},
+    {"LogSoftmax", grad_logsoftmax}, {"RMSNormalization", grad_rmsnorm}, {"ReduceMax", grad_reduce_extremum},
+    {"ReduceMin", grad_reduce_extremum}, {"Min", grad_minmax}, {"Max", grad_minmax}, {"Clip", grad_clip},
+    {"GatherElements", grad_gather_elements},
     {NULL, NULL},
 };

@@ -32,7 +32,7 @@ static int re_match(const char *re, const char *s, int *out, bp_err *e) {
 bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, const bp_binding *binds, int nbinds,
                            const bp_train_opts *o, bp_err *e) {
   bp_trainer *t = calloc(1, sizeof *t);
-  unsigned char *reach = NULL;
+  unsigned char *reach = NULL, *buffer = NULL;
   int *cand = NULL;
   if (!t) {
     bp_graph_free(g);
@@ -45,13 +45,14 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
   t->ctx.seed = o->seed;
   t->dynamo_default = bp_params_looks_dynamo_default(g);
   if (t->dynamo_default && !o->quiet)
-    fprintf(stderr, "bitpipec: warning: '%s' looks like a default dynamo export (equal parameters merged, weights "
-                    "folded into anonymous constants 'val_N'): training what the file holds, which drifts from the "
+    fprintf(stderr, "bitpipec: warning: '%s' looks like a default dynamo export (equal parameters merged, zero biases "
+                    "dropped, weights folded into anonymous constants 'val_N'): training what the file holds, which drifts from the "
                     "source model. Export for training with torch.onnx.export(..., training=torch.onnx.TrainingMode."
                     "TRAINING, do_constant_folding=False, dynamo=False)\n", g->name ? g->name : "model");
   int ngiven = g->ninputs;
-  if ((t->untied = bp_params_untie(g, e)) < 0) goto fail;
-  if (!o->no_retie && (t->retied = bp_params_retie(g, !o->quiet, e)) < 0) goto fail;
+  t->analysis_only = targets == NULL;
+  if ((t->untied = bp_params_untie(g, &t->untie_notes, e)) < 0) goto fail;
+  if (!o->no_retie && (t->retied = bp_params_retie(g, !o->quiet, &t->retie_notes, e)) < 0) goto fail;
   if (bp_prepare_graph(g, binds, nbinds, given, &t->ctx, 0, NULL, e) < 0) goto fail;
   /* the output the loss is taken on */
   int out = -1;
@@ -68,14 +69,14 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
     goto fail;
   }
   if ((t->loss = bp_loss_append(g, out, o->loss, o->ignore_index, "targets", &t->targets, e)) < 0) goto fail;
-  if (targets->dtype != g->tensors[t->targets]->v.dtype || !bp_same_shape(targets, &g->tensors[t->targets]->v)) {
+  if (targets && (targets->dtype != g->tensors[t->targets]->v.dtype || !bp_same_shape(targets, &g->tensors[t->targets]->v))) {
     char s1[160], s2[160];
     bp_errf(e, "targets: given %s %s but the loss on '%s' needs %s %s", bp_dtype_name(targets->dtype),
             bp_shape_str(targets, s1, sizeof s1), g->tensors[out]->name,
             bp_dtype_name(g->tensors[t->targets]->v.dtype), bp_shape_str(&g->tensors[t->targets]->v, s2, sizeof s2));
     goto fail;
   }
-  if (o->loss == BP_LOSS_CROSS_ENTROPY) {
+  if (targets && o->loss == BP_LOSS_CROSS_ENTROPY) {
     int64_t c = g->tensors[out]->v.dims[g->tensors[out]->v.rank - 1], n = bp_value_numel(targets);
     for (int64_t i = 0; i < n; i++) {
       int64_t v = bp_get_i64(targets->data, targets->dtype, i);
@@ -87,16 +88,20 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
       }
     }
   }
-  /* trainable parameters: float initializers the loss depends on differentiably, minus overrides */
+  /* trainable parameters: float initializers the loss depends on differentiably, minus buffers and
+   * scalar literals, with --freeze/--train overriding (a buffer --train names is trained) */
   reach = calloc((size_t)g->ntensors, 1);
   cand = malloc(sizeof(int) * (size_t)g->ntensors);
   t->params = malloc(sizeof(int) * (size_t)g->ntensors);
   t->frozen = malloc(sizeof(int) * (size_t)g->ntensors);
-  if (!reach || !cand || !t->params || !t->frozen) {
+  t->frozen_why = malloc((size_t)g->ntensors);
+  buffer = malloc((size_t)g->ntensors);
+  if (!reach || !cand || !t->params || !t->frozen || !t->frozen_why || !buffer) {
     bp_errf(e, "out of memory");
     goto fail;
   }
   bp_ad_reachable(g, t->loss, reach);
+  if (bp_params_find_buffers(g, buffer, e) < 0) goto fail;
   int used_any = 0;
   for (int i = 0; i < g->ntensors; i++) {
     bp_tensor *tt = g->tensors[i];
@@ -106,21 +111,24 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
       for (int k = 0; k < g->nodes[j]->nin; k++) used |= g->nodes[j]->in[k] == i;
     if (!used) continue;
     used_any = 1;
-    int train = reach[i], m;
-    if (train && o->freeze_re) {
-      if (re_match(o->freeze_re, tt->name, &m, e)) goto fail;
-      if (m) train = 0;
-    }
-    if (train && o->train_re) {
+    int why = !reach[i] ? BP_FROZEN_UNREACHED : buffer[i], m;
+    if (why != BP_FROZEN_UNREACHED && o->train_re) {
       if (re_match(o->train_re, tt->name, &m, e)) goto fail;
-      if (!m) train = 0;
+      why = m ? BP_FROZEN_NONE : BP_FROZEN_USER;
     }
-    if (train && tt->v.dtype != BP_F32) {
+    if (why != BP_FROZEN_UNREACHED && o->freeze_re) {
+      if (re_match(o->freeze_re, tt->name, &m, e)) goto fail;
+      if (m) why = BP_FROZEN_USER;
+    }
+    if (why == BP_FROZEN_NONE && tt->v.dtype != BP_F32) {
       bp_errf(e, "parameter '%s' is %s; training needs float32 parameters", tt->name, bp_dtype_name(tt->v.dtype));
       goto fail;
     }
-    if (train) t->params[t->nparams++] = i;
-    else t->frozen[t->nfrozen++] = i;
+    if (why == BP_FROZEN_NONE) t->params[t->nparams++] = i;
+    else {
+      t->frozen_why[t->nfrozen] = (unsigned char)why;
+      t->frozen[t->nfrozen++] = i;
+    }
   }
   if (t->nparams == 0) {
     bp_errf(e, "no trainable parameter: %s", !used_any ? "the model has no float initializers in use"
@@ -137,6 +145,12 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
   t->stash_bytes = r.stash_bytes;
   t->stash_tensors = r.stash_tensors;
   free(r.stash);
+  if (t->analysis_only) {
+    free(reach);
+    free(buffer);
+    free(cand);
+    return t;
+  }
   /* parameters get writable, owned storage and optimizer state */
   t->state1 = calloc((size_t)t->nparams, sizeof(float *));
   t->state2 = calloc((size_t)t->nparams, sizeof(float *));
@@ -194,10 +208,12 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
     }
   }
   free(reach);
+  free(buffer);
   free(cand);
   return t;
 fail:
   free(reach);
+  free(buffer);
   free(cand);
   bp_trainer_free(t);
   return NULL;
@@ -205,6 +221,7 @@ fail:
 
 int bp_trainer_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
   bp_graph *g = t->g;
+  if (t->analysis_only) return bp_errf(e, "internal: this trainer was built without targets (analysis only)");
   bp_value *outs = calloc((size_t)g->noutputs, sizeof(bp_value));
   if (!outs) return bp_errf(e, "out of memory");
   int step = t->step + 1, rc = 0;
@@ -225,7 +242,9 @@ int bp_trainer_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
                                  step, isnan(l) ? "NaN" : "infinite", step - 1);
   else if (!isfinite(norm)) rc = bp_errf(e, "step %d: the gradient norm is not finite; stopping", step);
   if (rc == 0) {
-    double gscale = t->o.clip > 0 && norm > t->o.clip ? t->o.clip / (norm + 1e-6) : 1.0;
+    /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when below 1 */
+    double coef = t->o.clip > 0 ? t->o.clip / (norm + 1e-6) : 1.0;
+    double gscale = coef < 1.0 ? coef : 1.0;
     for (int i = 0; i < t->nparams; i++) {
       bp_tensor *pt = g->tensors[t->params[i]];
       int64_t n = bp_value_numel(&pt->v);
@@ -252,7 +271,10 @@ void bp_trainer_free(bp_trainer *t) {
   free(t->params);
   free(t->grads);
   free(t->frozen);
+  free(t->frozen_why);
   free(t->inputs);
+  bp_param_notes_free(&t->untie_notes);
+  bp_param_notes_free(&t->retie_notes);
   bp_graph_free(t->g);
   free(t);
 }

@@ -8,14 +8,44 @@
 #include "frontend/passes.h"
 
 /* ---- parameters (frontend/params.c) ---- */
+/* What the parameter passes did, for reports (`bitpipec inspect`): `name` became its own parameter
+ * (untie: a copy of `source`), or was pointed back at `source` (retie; `transpose`: name = source^T). */
+typedef struct bp_param_note {
+  char *name, *source;
+  int transpose;
+} bp_param_note;
+typedef struct bp_param_notes {
+  int n, cap;
+  bp_param_note *v;
+} bp_param_notes;
+void bp_param_notes_free(bp_param_notes *l);
+
 /* Each Identity(float initializer) whose output is not a graph output becomes its own initializer
- * (a copy). Returns the number split, or -1. Run on a loaded graph, before preparation. */
-int bp_params_untie(bp_graph *g, bp_err *e);
+ * (a copy). Returns the number split, or -1. Run on a loaded graph, before preparation. `notes`
+ * (or NULL) receives one entry per split. */
+int bp_params_untie(bp_graph *g, bp_param_notes *notes, bp_err *e);
 /* Uses of an initializer that equals another or its transpose (and is not constant-filled) are
  * pointed at the other (through a new Transpose). Returns the number retied, or -1. */
-int bp_params_retie(bp_graph *g, int report, bp_err *e);
-/* Anonymous float weight initializers (`val_N`): a default dynamo export. */
+int bp_params_retie(bp_graph *g, int report, bp_param_notes *notes, bp_err *e);
+/* Anonymous float initializers (`val_N`, weights or literal scalars): a default dynamo export. */
 int bp_params_looks_dynamo_default(const bp_graph *g);
+
+/* Why a float initializer in use is not trained. */
+typedef enum {
+  BP_FROZEN_NONE = 0,
+  BP_FROZEN_UNREACHED, /* no differentiable path to the loss */
+  BP_FROZEN_BUFFER,    /* feeds only constant tables (rotary inv_freq, masks): every path from it
+                          goes through a non-linear constant function (Cos, Sin, Range, a
+                          comparison...) before it meets data that depends on the model's inputs */
+  BP_FROZEN_SCALAR,    /* a rank-0 literal (dynamo stores Python scalars as initializers: scales,
+                          epsilons, Pow exponents, mask fill values) */
+  BP_FROZEN_USER,      /* --freeze matched, or --train did not */
+} bp_frozen_reason;
+const char *bp_frozen_reason_str(bp_frozen_reason r);
+/* On a prepared graph: reason[t] = BP_FROZEN_BUFFER or BP_FROZEN_SCALAR for float initializers
+ * that are buffers or scalar literals by the rules above, else BP_FROZEN_NONE (caller allocates
+ * ntensors bytes). Returns 0 or -1 (out of memory). */
+int bp_params_find_buffers(const bp_graph *g, unsigned char *reason, bp_err *e);
 
 /* ---- loss (frontend/loss.c) ---- */
 typedef enum { BP_LOSS_CROSS_ENTROPY = 0, BP_LOSS_MSE } bp_loss_kind;
@@ -58,18 +88,23 @@ typedef struct bp_trainer {
   int *params, *grads;       /* tensor ids */
   float **state1, **state2;  /* momentum buffer / AdamW moments, per parameter */
   int nfrozen;
-  int *frozen;               /* float initializers not trained (buffers, --freeze) */
+  int *frozen;               /* float initializers in use but not trained (buffers, --freeze) */
+  unsigned char *frozen_why; /* per frozen entry: a bp_frozen_reason */
   int ninputs;
   bp_value **inputs;         /* per g->inputs (targets last), borrowed */
   int step;
   int64_t stash_bytes;
   int stash_tensors;
   int untied, retied, dynamo_default;
+  bp_param_notes untie_notes, retie_notes;
+  int analysis_only;         /* built without targets: graph and reports only, no steps */
 } bp_trainer;
 
 /* Builds the training graph from a loaded graph `g` (taken over: freed with the trainer).
- * given[i]: value of original graph input i (kept alive by the caller); targets: the loss's
- * targets (kept alive by the caller). */
+ * given[i]: value of original graph input i (kept alive by the caller; entries may be NULL when
+ * --bind gives the shapes); targets: the loss's targets (kept alive by the caller). targets NULL:
+ * analysis only (`bitpipec inspect`): the training graph, parameter sets and stash are built but
+ * parameters are not copied, no optimizer state is allocated and bp_trainer_step refuses. */
 bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, const bp_binding *binds, int nbinds,
                            const bp_train_opts *o, bp_err *e);
 /* One step on the fixed batch: loss and global gradient norm before the update, then the update.

@@ -4,8 +4,9 @@
 For each family: the same model export_models.py exports (same seed, same random init), trained
 on models/<family>/input_ids.npy against models/<family>/targets.npy (written here: int64 [2, 16],
 numpy.random.default_rng(1)) with softmax cross-entropy (mean over tokens), 5 steps of
-  sgd:   torch.optim.SGD(lr=0.05)
-  adamw: torch.optim.AdamW(lr=1e-3, weight_decay=0.01)
+  sgd:      torch.optim.SGD(lr=0.05)
+  adamw:    torch.optim.AdamW(lr=1e-3, weight_decay=0.01)
+  sgd_clip: torch.optim.SGD(lr=0.05) after torch.nn.utils.clip_grad_norm_(params, 1.0) (bitpipec --clip 1)
 with dropout disabled (the model in eval mode; bitpipec train --no-dropout), since the two RNGs
 differ, and embedding padding_idx cleared (ONNX's Gather cannot express it; see run()). Per step it records the loss and the global L2 gradient norm before the update, into
 models/<family>/train_reference.json.
@@ -27,6 +28,7 @@ import export_models as em  # noqa: E402  (applies the same transformers patch)
 CONFIGS = {
     "sgd": dict(lr=0.05),
     "adamw": dict(lr=1e-3, weight_decay=0.01),
+    "sgd_clip": dict(lr=0.05, clip=1.0),
 }
 
 
@@ -40,10 +42,12 @@ def run(family, opt_name, ids, targets, steps):
             mod.padding_idx = None
     wrapped = em.LogitsOnly(model).eval()  # eval: dropout off
     params = list(wrapped.parameters())
-    if opt_name == "sgd":
-        opt = torch.optim.SGD(params, **CONFIGS[opt_name])
+    cfg = dict(CONFIGS[opt_name])
+    clip = cfg.pop("clip", None)
+    if opt_name.startswith("sgd"):
+        opt = torch.optim.SGD(params, **cfg)
     else:
-        opt = torch.optim.AdamW(params, **CONFIGS[opt_name])
+        opt = torch.optim.AdamW(params, **cfg)
     losses, norms = [], []
     for _ in range(steps):
         opt.zero_grad()
@@ -53,6 +57,8 @@ def run(family, opt_name, ids, targets, steps):
         norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params if p.grad is not None))
         losses.append(float(loss.item()))
         norms.append(float(norm.item()))
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
     return {"loss": losses, "grad_norm": norms, "config": CONFIGS[opt_name]}
 

@@ -1,23 +1,80 @@
 /* tools/cmd_inspect.c — `bitpipec inspect MODEL [--bind N=V]...`: what the model is and what
  * the frontend makes of it (opsets, inputs/outputs, op histograms before and after folding,
- * parameters, forward FLOPs for the bound shapes). */
+ * parameters, forward FLOPs for the bound shapes), and what training would do with it (the
+ * trainer's own setup, analysis only: trainable and frozen parameters, untied and retied
+ * initializers, the activation stash per micro-batch). */
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 #include "frontend/onnx_load.h"
+#include "frontend/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void help(FILE *f) {
-  fprintf(f, "usage: bitpipec inspect MODEL [--bind NAME=VALUE]... [--input NAME=FILE]...\n"
+  fprintf(f, "usage: bitpipec inspect MODEL [--bind NAME=VALUE]... [--input NAME=FILE]... [training options]\n"
              "\n"
              "Prints the model's opsets, graph inputs and outputs (with symbolic dimensions), the op\n"
              "histogram before and after constant folding and cleanup, the parameter count and bytes\n"
              "(float initializers the graph uses), and the forward FLOPs for the bound shapes.\n"
+             "Then, as `bitpipec train` would set it up: the trainable and frozen parameters (name, shape,\n"
+             "elements; why frozen), the initializers untied from an Identity or retied to another, and\n"
+             "the activation stash per micro-batch (forward tensors backward reads, Dropout masks included).\n"
              "\n"
              "  --bind NAME=VALUE   bind a symbolic dimension (e.g. --bind batch=8 --bind sequence=1024)\n"
-             "  --input NAME=FILE   take an input's shape from a .npy or TensorProto .pb file\n");
+             "  --input NAME=FILE   take an input's shape from a .npy or TensorProto .pb file\n"
+             "  --output NAME       graph output the loss is taken on (default: the first float output)\n"
+             "  --loss ce|mse       the loss (default ce)\n"
+             "  --freeze REGEX      do not train parameters whose name matches\n"
+             "  --train REGEX       train only parameters whose name matches (buffers included)\n"
+             "  --no-retie          keep initializers that equal another (or its transpose) apart\n"
+             "  --no-dropout        Dropout is the identity (no masks in the stash)\n"
+             "  --no-training       skip the training section\n");
+}
+
+static void print_training(const char *model, const bp_cli_model_args *a, bp_value **given,
+                           const bp_train_opts *o) {
+  bp_err e = {0};
+  bp_graph *g = bp_onnx_load(model, &e);
+  bp_trainer *t = g ? bp_trainer_new(g, given, NULL, a->binds, a->nbinds, o, &e) : NULL; /* takes g */
+  if (!t) {
+    printf("training   not available: %s\n", e.msg);
+    return;
+  }
+  const bp_graph *tg = t->g;
+  long long el = 0;
+  for (int i = 0; i < t->nparams; i++) el += bp_value_numel(&tg->tensors[t->params[i]]->v);
+  printf("trainable parameters: %d tensors, %lld elements\n", t->nparams, el);
+  for (int i = 0; i < t->nparams; i++) {
+    const bp_tensor *pt = tg->tensors[t->params[i]];
+    char s[160];
+    printf("  %-56s %-14s %lld\n", pt->name, bp_shape_str(&pt->v, s, sizeof s), (long long)bp_value_numel(&pt->v));
+  }
+  el = 0;
+  for (int i = 0; i < t->nfrozen; i++) el += bp_value_numel(&tg->tensors[t->frozen[i]]->v);
+  printf("frozen parameters: %d tensors, %lld elements\n", t->nfrozen, el);
+  for (int i = 0; i < t->nfrozen; i++) {
+    const bp_tensor *pt = tg->tensors[t->frozen[i]];
+    char s[160];
+    printf("  %-56s %-14s %-10lld %s\n", pt->name, bp_shape_str(&pt->v, s, sizeof s),
+           (long long)bp_value_numel(&pt->v), bp_frozen_reason_str((bp_frozen_reason)t->frozen_why[i]));
+  }
+  printf("untied from Identity: %d (each its own parameter, a copy of the shared initializer)\n", t->untie_notes.n);
+  for (int i = 0; i < t->untie_notes.n; i++)
+    printf("  %s <- Identity(%s)\n", t->untie_notes.v[i].name, t->untie_notes.v[i].source);
+  printf("retied: %d%s\n", t->retie_notes.n, o->no_retie ? " (--no-retie)" : " (one parameter each; --no-retie keeps them apart)");
+  for (int i = 0; i < t->retie_notes.n; i++)
+    printf("  %s = %s%s%s\n", t->retie_notes.v[i].name, t->retie_notes.v[i].transpose ? "transpose(" : "",
+           t->retie_notes.v[i].source, t->retie_notes.v[i].transpose ? ")" : "");
+  printf("activation stash: %lld bytes per micro-batch (%d tensors%s)\n", (long long)t->stash_bytes, t->stash_tensors,
+         o->dropout ? ", Dropout masks included" : ", --no-dropout");
+  if (t->dynamo_default)
+    printf("warning: looks like a default dynamo export (anonymous val_N initializers: equal parameters merged, zero "
+           "biases dropped, weights folded): training trains what the file holds, which drifts from the source model. "
+           "Export for training with torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING, "
+           "do_constant_folding=False, dynamo=False)\n");
+  bp_trainer_free(t);
 }
 
 static void print_value_shape(const bp_tensor *t) {
@@ -68,8 +125,25 @@ static const char *human_bytes(double b, char *buf, size_t n) {
 int bp_cmd_inspect(int argc, char **argv) {
   bp_cli_model_args a;
   memset(&a, 0, sizeof a);
+  bp_train_opts o;
+  bp_train_opts_default(&o);
+  o.quiet = 1; /* inspect reports on stdout */
+  int training = 1;
   for (int i = 1; i < argc; i++) {
+    int has = i + 1 < argc;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { help(stdout); return 0; }
+    if (!strcmp(argv[i], "--no-retie")) o.no_retie = 1;
+    else if (!strcmp(argv[i], "--no-dropout")) o.dropout = 0;
+    else if (!strcmp(argv[i], "--no-training")) training = 0;
+    else if (!strcmp(argv[i], "--output") && has) o.output = argv[++i];
+    else if (!strcmp(argv[i], "--freeze") && has) o.freeze_re = argv[++i];
+    else if (!strcmp(argv[i], "--train") && has) o.train_re = argv[++i];
+    else if (!strcmp(argv[i], "--loss") && has) {
+      const char *v = argv[++i];
+      if (!strcmp(v, "ce") || !strcmp(v, "cross-entropy")) o.loss = BP_LOSS_CROSS_ENTROPY;
+      else if (!strcmp(v, "mse")) o.loss = BP_LOSS_MSE;
+      else { fprintf(stderr, "bitpipec inspect: --loss is ce or mse, got '%s'\n", v); return 2; }
+    } else
     if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc) { if (bp_cli_parse_bind(&a, argv[++i]) < 0) return 2; }
     else if (strncmp(argv[i], "--bind=", 7) == 0) { if (bp_cli_parse_bind(&a, argv[i] + 7) < 0) return 2; }
     else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) { if (bp_cli_parse_input(&a, argv[++i]) < 0) return 2; }
@@ -154,6 +228,8 @@ int bp_cmd_inspect(int argc, char **argv) {
   printf("constants   %d tensors, %s (folded or non-float)\n", nconst, human_bytes(cbytes, b2, sizeof b2));
   double fl = bp_graph_flops(g);
   printf("forward     %.4g FLOPs for the bound shapes (analytic count: 2*M*N*K per GEMM, 1 per output element otherwise)\n", fl);
+  fflush(stdout);
+  if (training) print_training(a.model, &a, given, &o);
   rc = 0;
 done:
   bp_cli_free_inputs(g, given);

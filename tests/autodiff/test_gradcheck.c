@@ -5,6 +5,7 @@
  * `N passed, M failed`. */
 #include "frontend/autodiff.h"
 #include "frontend/passes.h"
+#include "frontend/train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +27,10 @@ typedef struct {
   double *data[8];
   int node;
   const char *name;
+  int training;            /* Dropout draws masks: the same seed and counter for every evaluation */
+  int loss;                /* >= 0: this tensor is the loss (else ReduceSum(y * R) over the outputs) */
+  int fixed[4], nfixed;    /* further graph inputs, not differentiated (loss targets) */
+  double *fixed_data[4];
 } tcase;
 
 static int passed, failed;
@@ -38,6 +43,7 @@ static void begin(tcase *c, const char *name) {
   c->ad.cur = -1;
   c->name = name;
   c->node = -1;
+  c->loss = -1;
 }
 
 /* A differentiated float64 input; lo..hi the range of its random values. */
@@ -73,8 +79,8 @@ static void node(tcase *c, const char *domain, const char *op, int nout) {
 static void finish(tcase *c) {
   bp_ad *ad = &c->ad;
   bp_graph *g = c->g;
-  int y = bp_ad_infer(ad, c->node), loss = -1;
-  for (int k = 0; y >= 0 && k < g->nodes[c->node]->nout; k++) {
+  int y = c->loss >= 0 ? c->loss : bp_ad_infer(ad, c->node), loss = c->loss;
+  for (int k = 0; c->loss < 0 && y >= 0 && k < g->nodes[c->node]->nout; k++) {
     int o = bp_ad_out(ad, c->node, k);
     if (o < 0 || !bp_dtype_is_float(bp_ad_val(ad, o)->dtype)) continue;
     bp_value v = *bp_ad_val(ad, o);
@@ -98,7 +104,7 @@ static void finish(tcase *c) {
   }
   int grads[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
   bp_ad_result r = {.loss = loss, .nwrt = c->nins, .wrt = c->ins, .grads = grads};
-  int ok = loss >= 0 && !c->e.set && bp_autodiff(g, 0, &r, &c->e) == 0;
+  int ok = loss >= 0 && !c->e.set && bp_autodiff(g, c->training, &r, &c->e) == 0;
   free(r.stash);
   double worst = 0;
   if (ok) {
@@ -107,13 +113,18 @@ static void finish(tcase *c) {
     for (int i = 0; i < c->nins; i++) outs[i + 1] = grads[i] >= 0 ? grads[i] : loss;
     g->outputs = outs;
     g->noutputs = c->nins + 1;
-    bp_value vin[8], *pin[8], res[9];
+    bp_value vin[12], *pin[12], res[9];
     for (int i = 0; i < c->nins; i++) {
       vin[i] = g->tensors[c->ins[i]]->v;
       vin[i].data = c->data[i];
       pin[i] = &vin[i];
     }
-    bp_ctx ctx = {0};
+    for (int i = 0; i < c->nfixed; i++) {
+      vin[c->nins + i] = g->tensors[c->fixed[i]]->v;
+      vin[c->nins + i].data = c->fixed_data[i];
+      pin[c->nins + i] = &vin[c->nins + i];
+    }
+    bp_ctx ctx = {.training = c->training, .seed = 7};
     if (bp_execute(g, &ctx, pin, res, &c->e) < 0) ok = 0;
     for (int i = 0; ok && i < c->nins; i++) {
       if (grads[i] < 0) {
@@ -126,10 +137,12 @@ static void finish(tcase *c) {
         double x0 = c->data[i][k], h = 1e-6 * fmax(1.0, fabs(x0)), lp, lm;
         bp_value r2[9];
         c->data[i][k] = x0 + h;
+        ctx.counter = 0;
         bp_execute(g, &ctx, pin, r2, &c->e);
         lp = ((double *)r2[0].data)[0];
         for (int j = 0; j <= c->nins; j++) free(r2[j].data);
         c->data[i][k] = x0 - h;
+        ctx.counter = 0;
         bp_execute(g, &ctx, pin, r2, &c->e);
         lm = ((double *)r2[0].data)[0];
         for (int j = 0; j <= c->nins; j++) free(r2[j].data);
@@ -148,6 +161,7 @@ static void finish(tcase *c) {
   if (ok) passed++;
   else failed++;
   for (int i = 0; i < c->nins; i++) free(c->data[i]);
+  for (int i = 0; i < c->nfixed; i++) free(c->fixed_data[i]);
   bp_graph_free(g);
 }
 
@@ -360,6 +374,123 @@ int main(void) {
   }
   node(&c, BP_DOMAIN, "SoftmaxCrossEntropy", 1);
   bp_ad_attr_int(&c.ad, c.node, "ignore_index", -100);
+  finish(&c);
+  /* ---- rules added with the training work: LogSoftmax, RMSNormalization, Min/Max, Clip,
+   * ReduceMax/Min, GatherElements, 1-D MatMul; Dropout in training; the MSE loss ---- */
+  begin(&c, "LogSoftmax axis=-1");
+  IN(&c, -2, 2, 2, 3, 5);
+  node(&c, NULL, "LogSoftmax", 1);
+  finish(&c);
+  begin(&c, "LogSoftmax axis=1 (opset 11: coerced 2-D)");
+  IN(&c, -2, 2, 2, 3, 4);
+  node(&c, NULL, "LogSoftmax", 1);
+  bp_ad_attr_int(&c.ad, c.node, "axis", 1);
+  if (c.node >= 0) c.g->nodes[c.node]->opset = 11;
+  finish(&c);
+  begin(&c, "RMSNormalization axis=-1");
+  IN(&c, -2, 2, 2, 3, 5);
+  IN(&c, 0.5, 1.5, 5);
+  node(&c, NULL, "RMSNormalization", 1);
+  bp_ad_attr_float(&c.ad, c.node, "epsilon", 1e-3f);
+  finish(&c);
+  begin(&c, "RMSNormalization axis=1 scale [3,2]");
+  IN(&c, -2, 2, 2, 3, 2);
+  IN(&c, 0.5, 1.5, 3, 2);
+  node(&c, NULL, "RMSNormalization", 1);
+  bp_ad_attr_int(&c.ad, c.node, "axis", 1);
+  finish(&c);
+  binary("Max", "Max broadcast", -1, 1);
+  binary("Min", "Min broadcast", -1, 1);
+  begin(&c, "Max variadic (3 inputs)");
+  IN(&c, -1, 1, 2, 3);
+  IN(&c, -1, 1, 3);
+  IN(&c, -1, 1, 2, 1);
+  node(&c, NULL, "Max", 1);
+  finish(&c);
+  begin(&c, "Clip min/max inputs (all differentiated)");
+  IN(&c, -2, 2, 3, 4);
+  IN(&c, -0.5, -0.4, 1);  /* rank-0 would need IN with no dims; [1] broadcasts the same */
+  IN(&c, 0.4, 0.5, 1);
+  node(&c, NULL, "Clip", 1);
+  if (c.node >= 0) { /* Clip's min/max are scalars: feed them as rank-0 reshapes */
+    bp_node *cn = c.g->nodes[c.node];
+    cn->in[1] = bp_ad_reshape(&c.ad, cn->in[1], 0, NULL);
+    cn->in[2] = bp_ad_reshape(&c.ad, cn->in[2], 0, NULL);
+    /* the reshapes were appended after the Clip: move the Clip last */
+    int last = c.g->nnodes - 1;
+    bp_node *tmp = c.g->nodes[c.node];
+    memmove(&c.g->nodes[c.node], &c.g->nodes[c.node + 1], sizeof(bp_node *) * (size_t)(last - c.node));
+    c.g->nodes[last] = tmp;
+    c.node = last;
+  }
+  finish(&c);
+  begin(&c, "Clip max only (opset 6 attributes)");
+  IN(&c, -2, 2, 3, 4);
+  node(&c, NULL, "Clip", 1);
+  bp_ad_attr_float(&c.ad, c.node, "max", 0.3f);
+  bp_ad_attr_float(&c.ad, c.node, "min", -3.0f);
+  if (c.node >= 0) c.g->nodes[c.node]->opset = 6;
+  finish(&c);
+  begin(&c, "ReduceMax axes=[1] keepdims=0");
+  IN(&c, -1, 1, 2, 3, 4);
+  INTS(&c, 1);
+  node(&c, NULL, "ReduceMax", 1);
+  bp_ad_attr_int(&c.ad, c.node, "keepdims", 0);
+  finish(&c);
+  begin(&c, "ReduceMin axes=[0,2] keepdims=1");
+  IN(&c, -1, 1, 2, 3, 4);
+  INTS(&c, 0, 2);
+  node(&c, NULL, "ReduceMin", 1);
+  finish(&c);
+  begin(&c, "ReduceSum all axes (no axes input)");
+  IN(&c, -1, 1, 2, 3);
+  node(&c, NULL, "ReduceSum", 1);
+  finish(&c);
+  begin(&c, "GatherElements axis=1 repeated indices");
+  IN(&c, -1, 1, 3, 4);
+  {
+    int64_t v[] = {0, 3, 3, 1, 1, 1, 2, 0, 3};
+    int ix = bp_ad_const_i64(&c.ad, 9, v);
+    arg(&c, bp_ad_reshape(&c.ad, ix, 2, (int64_t[]){3, 3}));
+  }
+  node(&c, NULL, "GatherElements", 1);
+  bp_ad_attr_int(&c.ad, c.node, "axis", 1);
+  finish(&c);
+  begin(&c, "MatMul 1-D x 2-D");
+  IN(&c, -1, 1, 4);
+  IN(&c, -1, 1, 4, 3);
+  node(&c, NULL, "MatMul", 1);
+  finish(&c);
+  begin(&c, "MatMul 3-D x 1-D");
+  IN(&c, -1, 1, 2, 3, 4);
+  IN(&c, -1, 1, 4);
+  node(&c, NULL, "MatMul", 1);
+  finish(&c);
+  begin(&c, "MatMul 1-D x 1-D (dot)");
+  IN(&c, -1, 1, 5);
+  IN(&c, -1, 1, 5);
+  node(&c, NULL, "MatMul", 1);
+  finish(&c);
+  begin(&c, "Dropout training ratio=0.3 (fixed mask)");
+  c.training = 1;
+  IN(&c, -1, 1, 4, 5);
+  arg(&c, bp_ad_const_scalar(&c.ad, 0.3, BP_F64));
+  node(&c, NULL, "Dropout", 1);
+  finish(&c);
+  /* MSE loss as bp_loss_append builds it, on Tanh(x) against fixed targets */
+  begin(&c, "MSE loss (bp_loss_append) on Tanh");
+  IN(&c, -2, 2, 3, 4);
+  node(&c, NULL, "Tanh", 1);
+  {
+    int y = bp_ad_infer(&c.ad, c.node), tg = -1;
+    if (y >= 0) c.loss = bp_loss_append(c.g, y, BP_LOSS_MSE, -100, "targets", &tg, &c.e);
+    if (tg >= 0) {
+      c.fixed[0] = tg;
+      c.fixed_data[0] = malloc(sizeof(double) * 12);
+      for (int i = 0; i < 12; i++) c.fixed_data[0][i] = urand() * 2 - 1;
+      c.nfixed = 1;
+    }
+  }
   finish(&c);
   (void)skip_arg;
   printf("%d passed, %d failed\n", passed, failed);

@@ -17,16 +17,21 @@ def main():
     d = os.path.join(models, fam)
     ref = json.load(open(os.path.join(d, "train_reference.json")))
     passed = failed = 0
-    for opt in ("sgd", "adamw"):
-        r = ref[opt]
+    for name in ("sgd", "adamw", "sgd_clip"):
+        if name not in ref:
+            continue
+        r = ref[name]
+        opt = name.split("_")[0]
         cmd = [bitpipec, "train", os.path.join(d, variant + ".onnx"), "--input",
                "input_ids=" + os.path.join(d, "input_ids.npy"), "--targets", os.path.join(d, "targets.npy"),
                "--steps", str(len(r["loss"])), "--optimizer", opt, "--lr", repr(r["config"]["lr"]),
                "--weight-decay", repr(r["config"].get("weight_decay", 0.0)), "--no-dropout"]
+        if "clip" in r["config"]:
+            cmd += ["--clip", repr(r["config"]["clip"])]
         p = subprocess.run(cmd, capture_output=True, text=True)
         got = [l.split() for l in p.stdout.splitlines() if l.startswith("step ")]
         if p.returncode != 0 or len(got) != len(r["loss"]):
-            print(f"FAIL {fam}/{variant} {opt}: exit {p.returncode}\n{p.stderr}")
+            print(f"FAIL {fam}/{variant} {name}: exit {p.returncode}\n{p.stderr}")
             failed += 1
             continue
         worst = 0.0
@@ -35,7 +40,7 @@ def main():
             worst = max(worst, abs(loss - r["loss"][k]) / abs(r["loss"][k]),
                         abs(gn - r["grad_norm"][k]) / abs(r["grad_norm"][k]))
         ok = worst <= tol
-        print(f"{'ok  ' if ok else 'FAIL'} {fam}/{variant} {opt}: max rel diff (loss, grad_norm) {worst:.3g} "
+        print(f"{'ok  ' if ok else 'FAIL'} {fam}/{variant} {name}: max rel diff (loss, grad_norm) {worst:.3g} "
               f"over {len(got)} steps (tol {tol:g})")
         if not ok:
             for k, row in enumerate(got):
