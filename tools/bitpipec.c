@@ -19,6 +19,8 @@ static void usage(FILE *f) {
           "  train MODEL --input NAME=FILE --targets FILE --steps K\n"
           "                                        train on the CPU (autodiff, loss, SGD/AdamW); loss per step\n"
           "  schedule --schedule NAME -D 4 -N 8    generate, validate and simulate a pipeline schedule\n"
+          "  partition MODEL -D 8 -N 32 --schedule bitpipe\n"
+          "                                        cut into layers, cost them, place them on the chunks (GLPK)\n"
           "\n"
           "'bitpipec COMMAND --help' describes a command's options. 'bitpipec --version' prints the version.\n",
           BITPIPE_VERSION);
@@ -42,6 +44,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "run") == 0) return bp_cmd_run(argc - 1, argv + 1);
   if (strcmp(cmd, "train") == 0) return bp_cmd_train(argc - 1, argv + 1);
   if (strcmp(cmd, "schedule") == 0) return bp_cmd_schedule(argc - 1, argv + 1);
+  if (strcmp(cmd, "partition") == 0) return bp_cmd_partition(argc - 1, argv + 1);
   fprintf(stderr, "bitpipec: unknown command '%s' (try 'bitpipec --help')\n", cmd);
   return 2;
 }
