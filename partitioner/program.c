@@ -168,3 +168,13 @@ void bp_program_print(FILE *f, const bp_program *p) {
       fprintf(f, "  %4d %s\n", i, bp_instr_str(p, &p->rank[r].code[i], buf, sizeof buf));
   }
 }
+
+int bp_program_msg_key(const bp_program *p, int r, const bp_instr *x, int *recv_stage) {
+  const bp_chunk *ch = bp_program_chunk(p, r, x->chunk);
+  int grad = x->op == BP_OP_SEND_GRAD || x->op == BP_OP_RECV_GRAD;
+  int stage = ch->stage; /* the receiving stage identifies the message */
+  if (x->op == BP_OP_SEND_ACT) stage++;
+  if (x->op == BP_OP_SEND_GRAD) stage--;
+  if (recv_stage) *recv_stage = stage;
+  return (grad * p->N + x->mb) * p->n_stages + stage;
+}

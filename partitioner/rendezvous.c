@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int msg_key(const bp_program *p, int r, const bp_instr *x) {
-  const bp_chunk *ch = bp_program_chunk(p, r, x->chunk);
-  int grad = x->op == BP_OP_SEND_GRAD || x->op == BP_OP_RECV_GRAD;
-  int stage = ch->stage; /* the receiving stage identifies the message */
-  if (x->op == BP_OP_SEND_ACT) stage++;
-  if (x->op == BP_OP_SEND_GRAD) stage--;
-  return (grad * p->N + x->mb) * p->n_stages + stage;
-}
 
 static int is_send(const bp_instr *x) { return x->op == BP_OP_SEND_ACT || x->op == BP_OP_SEND_GRAD; }
 
@@ -60,7 +52,7 @@ int bp_rdv_init(bp_rdv *x, const bp_program *p, char *err, size_t errlen) {
       const bp_instr *in = &rp->code[i];
       x->partner[x->off[r] + i] = -1;
       if (!bp_op_is_p2p((bp_op)in->op)) continue;
-      int *s = &slot[(size_t)msg_key(p, r, in) * 2 + !is_send(in)];
+      int *s = &slot[(size_t)bp_program_msg_key(p, r, in, NULL) * 2 + !is_send(in)];
       if (*s >= 0) {
         int r0 = 0;
         while (x->off[r0 + 1] <= *s) r0++;

@@ -142,6 +142,10 @@ static inline const bp_chunk *bp_program_chunk(const bp_program *p, int r, int c
   return &p->chunk[r * p->chunks_per_rank + c];
 }
 int bp_program_replicas(const bp_program *p, int stage); /* ranks holding that stage: n_pipes */
+/* Identity of the message a SEND_* or RECV_* instruction x of rank r carries: (gradient?,
+ * micro-batch, receiving stage), as one index in [0, 2 * N * n_stages). The receiving stage is
+ * stored in *recv_stage when it is not NULL. Pairs sends with receives everywhere. */
+int bp_program_msg_key(const bp_program *p, int r, const bp_instr *x, int *recv_stage);
 int bp_op_is_compute(bp_op op);  /* FWD, BWD, BWD_INPUT, BWD_WEIGHT */
 int bp_op_is_p2p(bp_op op);      /* SEND_* / RECV_* */
 const char *bp_op_name(bp_op op);

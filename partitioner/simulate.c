@@ -91,16 +91,6 @@ void bp_sim_result_free(bp_sim_result *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* Message identity, as in rendezvous.c: (grad?, micro-batch, receiving stage). */
-static int msg_key(const bp_program *p, int r, const bp_instr *x, int *recv_stage) {
-  const bp_chunk *ch = bp_program_chunk(p, r, x->chunk);
-  int grad = x->op == BP_OP_SEND_GRAD || x->op == BP_OP_RECV_GRAD;
-  int stage = ch->stage;
-  if (x->op == BP_OP_SEND_ACT) stage++;
-  if (x->op == BP_OP_SEND_GRAD) stage--;
-  *recv_stage = stage;
-  return (grad * p->N + x->mb) * p->n_stages + stage;
-}
 
 static double p2p_time(const bp_sim_config *c, double bytes) {
   return c->latency + (c->bandwidth > 0 ? bytes / c->bandwidth : 0);
@@ -182,7 +172,7 @@ int bp_simulate(const bp_program *p, const bp_sim_config *cfg, bp_sim_result *ou
         for (int j = i; j < e; j++) {
           const bp_instr *y = &rp->code[j];
           if (y->op != BP_OP_SEND_ACT && y->op != BP_OP_SEND_GRAD) continue;
-          int k = msg_key(p, r, y, &rs);
+          int k = bp_program_msg_key(p, r, y, &rs);
           /* an activation is stage rs-1's output; a gradient, that of stage rs's output */
           double bytes = sc.out[y->op == BP_OP_SEND_ACT ? rs - 1 : rs];
           arrival[k] = t + p2p_time(cfg, bytes);
@@ -198,7 +188,7 @@ int bp_simulate(const bp_program *p, const bp_sim_config *cfg, bp_sim_result *ou
       if (op == BP_OP_SEND_ACT || op == BP_OP_SEND_GRAD) {
         /* posted with its batch above */
       } else if (op == BP_OP_RECV_ACT || op == BP_OP_RECV_GRAD) {
-        int k = msg_key(p, r, x, &rs);
+        int k = bp_program_msg_key(p, r, x, &rs);
         if (isnan(arrival[k])) {
           waiting_msg[k] = r;
           break;

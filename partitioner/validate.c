@@ -222,15 +222,6 @@ out:
   return rc;
 }
 
-/* Message identity: (grad?, micro-batch, receiving stage). */
-static int msg_key(const bp_program *p, int r, const bp_instr *x) {
-  const bp_chunk *ch = bp_program_chunk(p, r, x->chunk);
-  int grad = x->op == BP_OP_SEND_GRAD || x->op == BP_OP_RECV_GRAD;
-  int stage = ch->stage;
-  if (x->op == BP_OP_SEND_ACT) stage++;
-  if (x->op == BP_OP_SEND_GRAD) stage--;
-  return (grad * p->N + x->mb) * p->n_stages + stage;
-}
 
 /* Pairs every send with its receive; partners are stored flattened at off[r] + i. */
 static int check_matching(vctx *v, const int *off, int *prank, int *pidx) {
@@ -244,7 +235,7 @@ static int check_matching(vctx *v, const int *off, int *prank, int *pidx) {
     for (int i = 0; i < p->rank[r].n && rc == 0; i++) {
       const bp_instr *x = &p->rank[r].code[i];
       if (!bp_op_is_p2p((bp_op)x->op)) continue;
-      int k = msg_key(p, r, x), send = x->op == BP_OP_SEND_ACT || x->op == BP_OP_SEND_GRAD;
+      int k = bp_program_msg_key(p, r, x, NULL), send = x->op == BP_OP_SEND_ACT || x->op == BP_OP_SEND_GRAD;
       int *slot = &sr[(size_t)k * 4 + (send ? 0 : 2)];
       if (slot[0] >= 0) {
         rc = bp_sched_errf(v->err, v->errlen,
