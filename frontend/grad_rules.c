@@ -372,22 +372,30 @@ RULE(grad_layernorm) {
   DONE;
 }
 
+/* The reduced axes of a Reduce* node (opset-dependent attribute or input) as a mask, and the
+ * input's shape with those axes kept as 1 (what the output looks like with keepdims). *noop: the
+ * node reduces nothing (noop_with_empty_axes), so its gradient passes through unchanged. */
+static int reduce_shape(bp_ad *ad, bp_node *n, unsigned char *mask, int64_t *keep, int *noop) {
+  const bp_value *x = bp_ad_val(ad, X(0));
+  bp_value *in[2] = {&ad->g->tensors[X(0)]->v, n->nin > 1 && X(1) >= 0 ? &ad->g->tensors[X(1)]->v : NULL};
+  if (bp_nn_reduce_axes(n, in, n->nin, x, mask, noop, ad->e)) return -1;
+  for (int i = 0; i < x->rank; i++) keep[i] = mask[i] ? 1 : x->dims[i];
+  return 0;
+}
+
 static int grad_reduce(bp_ad *ad, bp_node *n, const int *dout, const unsigned char *need, int *din, int mean) {
   if (!need[0]) DONE;
   const bp_value *x = bp_ad_val(ad, X(0));
-  bp_value *in[2] = {&ad->g->tensors[X(0)]->v, n->nin > 1 && X(1) >= 0 ? &ad->g->tensors[X(1)]->v : NULL};
   unsigned char mask[BP_MAX_RANK];
+  int64_t keep[BP_MAX_RANK], count = 1;
   int noop;
-  if (bp_nn_reduce_axes(n, in, n->nin, x, mask, &noop, ad->e)) return -1;
+  if (reduce_shape(ad, n, mask, keep, &noop)) return -1;
   if (noop) {
     din[0] = dout[0];
     DONE;
   }
-  int64_t keep[BP_MAX_RANK], count = 1;
-  for (int i = 0; i < x->rank; i++) {
-    keep[i] = mask[i] ? 1 : x->dims[i];
+  for (int i = 0; i < x->rank; i++)
     if (mask[i]) count *= x->dims[i];
-  }
   int g = bp_ad_reshape(ad, dout[0], x->rank, keep);
   g = bp_ad_op2(ad, "Expand", g, bp_ad_const_i64(ad, x->rank, x->dims));
   din[0] = mean ? bp_ad_scale(ad, g, 1.0 / (double)count) : g;
@@ -400,20 +408,16 @@ RULE(grad_reduce_sum) { return grad_reduce(ad, n, dout, need, din, 0); }
 RULE(grad_reduce_extremum) {
   if (!need[0]) DONE;
   const bp_value *x = bp_ad_val(ad, X(0));
-  bp_value *in[2] = {&ad->g->tensors[X(0)]->v, n->nin > 1 && X(1) >= 0 ? &ad->g->tensors[X(1)]->v : NULL};
   unsigned char mask[BP_MAX_RANK];
-  int noop;
-  if (bp_nn_reduce_axes(n, in, n->nin, x, mask, &noop, ad->e)) return -1;
+  int64_t keep[BP_MAX_RANK], ax[BP_MAX_RANK];
+  int noop, na = 0;
+  if (reduce_shape(ad, n, mask, keep, &noop)) return -1;
   if (noop) {
     din[0] = dout[0];
     DONE;
   }
-  int64_t keep[BP_MAX_RANK], ax[BP_MAX_RANK];
-  int na = 0;
-  for (int i = 0; i < x->rank; i++) {
-    keep[i] = mask[i] ? 1 : x->dims[i];
+  for (int i = 0; i < x->rank; i++)
     if (mask[i]) ax[na++] = i;
-  }
   int y = bp_ad_reshape(ad, Y(0), x->rank, keep), dy = bp_ad_reshape(ad, dout[0], x->rank, keep);
   int eq = cast_to(ad, bp_ad_op2(ad, "Equal", X(0), y), dt(ad, X(0)));
   int cnt = reduce_keep(ad, "ReduceSum", eq, bp_ad_const_i64(ad, na, ax));
