@@ -78,3 +78,12 @@ void bp_cli_free_inputs(const bp_graph *g, bp_value **given) {
       given[i] = NULL;
     }
 }
+
+int bp_cli_require_inputs(const bp_graph *g, bp_value *const *given, bp_err *e) {
+  for (int i = 0; i < g->ninputs; i++)
+    if (!given[i]) {
+      const char *name = g->tensors[g->inputs[i]]->name;
+      return bp_errf(e, "input '%s' was not given (use --input %s=FILE)", name, name);
+    }
+  return 0;
+}

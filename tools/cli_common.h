@@ -25,5 +25,7 @@ int bp_cli_parse_input(bp_cli_model_args *a, const char *s);
  * Unknown input names are an error listing the graph's inputs. */
 int bp_cli_read_inputs(const bp_graph *g, const bp_cli_model_args *a, bp_value **given, bp_err *e);
 void bp_cli_free_inputs(const bp_graph *g, bp_value **given);
+/* Fails, naming the first graph input that has no --input, when any is missing. */
+int bp_cli_require_inputs(const bp_graph *g, bp_value *const *given, bp_err *e);
 
 #endif

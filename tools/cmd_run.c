@@ -63,12 +63,10 @@ int bp_cmd_run(int argc, char **argv) {
     fprintf(stderr, "bitpipec run: %s\n", e.msg);
     goto done;
   }
-  for (int i = 0; i < g->ninputs; i++)
-    if (!given[i]) {
-      fprintf(stderr, "bitpipec run: input '%s' was not given (use --input %s=FILE)\n", g->tensors[g->inputs[i]]->name,
-              g->tensors[g->inputs[i]]->name);
-      goto done;
-    }
+  if (bp_cli_require_inputs(g, given, &e) < 0) {
+    fprintf(stderr, "bitpipec run: %s\n", e.msg);
+    goto done;
+  }
   outs = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof(bp_value));
   if (!outs) goto done;
   if (bp_execute(g, &ctx, given, outs, &e) < 0) {

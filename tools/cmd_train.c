@@ -118,12 +118,10 @@ int bp_cmd_train(int argc, char **argv) {
     fprintf(stderr, "bitpipec train: %s\n", e.msg);
     goto done_graph;
   }
-  for (int i = 0; i < g->ninputs; i++)
-    if (!given[i]) {
-      fprintf(stderr, "bitpipec train: input '%s' was not given (use --input %s=FILE)\n", g->tensors[g->inputs[i]]->name,
-              g->tensors[g->inputs[i]]->name);
-      goto done_graph;
-    }
+  if (bp_cli_require_inputs(g, given, &e) < 0) {
+    fprintf(stderr, "bitpipec train: %s\n", e.msg);
+    goto done_graph;
+  }
   t = bp_trainer_new(g, given, &targets, a.binds, a.nbinds, &o, &e); /* takes g */
   g = NULL;
   if (!t) { fprintf(stderr, "bitpipec train: %s\n", e.msg); goto done; }
