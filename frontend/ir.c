@@ -1,7 +1,6 @@
 /* frontend/ir.c — graph construction and editing: tensors by name (hashed), nodes in order,
  * node removal and use replacement for the cleanup passes, and freeing everything. */
 #include "frontend/ir.h"
-#include "frontend/onnx_load.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +104,7 @@ void bp_graph_free(bp_graph *g) {
   free(h);
   for (int i = 0; i < g->nmaps; i++) munmap(g->maps[i].addr, g->maps[i].len);
   free(g->maps);
-  bp_onnx_proto_free(g->proto);
+  if (g->proto && g->proto_free) g->proto_free(g->proto);
   free(g->name);
   free(g->producer);
   free(g);

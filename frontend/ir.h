@@ -173,7 +173,8 @@ typedef struct bp_graph {
   /* keeps mmapped external-data files and the parsed protobuf alive while tensors borrow them */
   int nmaps;
   struct { void *addr; size_t len; } *maps;
-  void *proto;      /* Onnx__ModelProto*, freed with the graph */
+  void *proto;      /* Onnx__ModelProto*, freed with the graph through proto_free */
+  void (*proto_free)(void *proto); /* set by the loader, so the IR needs no protobuf-c */
 } bp_graph;
 
 bp_graph *bp_graph_new(void);
@@ -244,6 +245,8 @@ typedef struct bp_op_def {
 const bp_op_def *bp_op_find(const char *domain, const char *op_type);
 /* All entries, for listing (`bitpipec inspect --ops`). */
 const bp_op_def *bp_op_table(int *count);
+/* Every node resolved to an op table entry? Else one error listing the unsupported ops. */
+int bp_graph_check_ops(const bp_graph *g, bp_err *e);
 
 /* Op groups, one array per file in frontend/ops/, each terminated by an entry with name NULL. */
 extern const bp_op_def bp_ops_elementwise[];

@@ -1,6 +1,5 @@
 /* frontend/npy.c — NumPy .npy reader/writer (see npy.h). */
 #include "frontend/npy.h"
-#include "frontend/onnx_load.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -117,10 +116,4 @@ int bp_npy_write(const char *path, const bp_value *v, bp_err *e) {
   if (fclose(f) != 0) ok = 0;
   if (!ok) return bp_errf(e, "%s: write failed: %s", path, strerror(errno));
   return 0;
-}
-
-int bp_value_read_file(const char *path, bp_value *out, bp_err *e) {
-  size_t n = strlen(path);
-  if (n > 3 && strcmp(path + n - 3, ".pb") == 0) return bp_tensor_pb_read(path, out, NULL, 1, e);
-  return bp_npy_read(path, out, e);
 }

@@ -8,7 +8,6 @@
 /* Reads FILE into a malloc'ed value. Refuses Fortran order, big-endian and unsupported dtypes. */
 int bp_npy_read(const char *path, bp_value *out, bp_err *e);
 int bp_npy_write(const char *path, const bp_value *v, bp_err *e);
-/* Reads .npy or an ONNX TensorProto .pb file, by extension. */
-int bp_value_read_file(const char *path, bp_value *out, bp_err *e);
+/* .npy or .pb by extension: bp_value_read_file in frontend/onnx_load.h (needs protobuf-c). */
 
 #endif

@@ -287,6 +287,7 @@ bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, con
     return NULL;
   }
   g->proto = mp;
+  g->proto_free = bp_onnx_proto_free;
   if (build_graph(g, mp, path, base_dir, e) < 0) {
     bp_graph_free(g);
     return NULL;
@@ -304,30 +305,6 @@ bp_graph *bp_onnx_load(const char *path, bp_err *e) {
   munmap(buf, len);
   free(base);
   return g;
-}
-
-int bp_graph_check_ops(const bp_graph *g, bp_err *e) {
-  char msg[sizeof e->msg];
-  size_t k = 0;
-  int missing = 0;
-  for (int i = 0; i < g->nnodes; i++) {
-    const bp_node *n = g->nodes[i];
-    if (n->op) continue;
-    int seen = 0;
-    for (int j = 0; j < i && !seen; j++)
-      seen = !g->nodes[j]->op && strcmp(g->nodes[j]->op_type, n->op_type) == 0 &&
-             strcmp(g->nodes[j]->domain, n->domain) == 0;
-    if (seen) continue;
-    int cnt = 0;
-    for (int j = i; j < g->nnodes; j++)
-      cnt += !g->nodes[j]->op && strcmp(g->nodes[j]->op_type, n->op_type) == 0 && strcmp(g->nodes[j]->domain, n->domain) == 0;
-    if (k < sizeof msg)
-      k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s%s%s (%d node%s, first '%s')", missing ? ", " : "",
-                            *n->domain ? n->domain : "", *n->domain ? "::" : "", n->op_type, cnt, cnt > 1 ? "s" : "", n->name);
-    missing++;
-  }
-  if (!missing) return 0;
-  return bp_errf(e, "unsupported op%s: %s", missing > 1 ? "s" : "", msg);
 }
 
 int bp_tensor_pb_read(const char *path, bp_value *out, char **name, int to_f32, bp_err *e) {

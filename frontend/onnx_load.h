@@ -17,12 +17,11 @@ bp_graph *bp_onnx_load(const char *path, bp_err *e);
  * data lives (NULL: external data refused). */
 bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, const char *base_dir, bp_err *e);
 
-/* Fails listing every op type with no op-table entry and the first node name of each. */
-int bp_graph_check_ops(const bp_graph *g, bp_err *e);
-
 /* Decodes a serialized TensorProto (an ONNX test-data .pb file) into a malloc'ed value;
  * *name receives a malloc'ed copy of its name (may be empty). Converts f16/bf16 when `to_f32`. */
 int bp_tensor_pb_read(const char *path, bp_value *out, char **name, int to_f32, bp_err *e);
+/* Reads .npy or an ONNX TensorProto .pb file, by extension. */
+int bp_value_read_file(const char *path, bp_value *out, bp_err *e);
 
 /* Frees a parsed Onnx__ModelProto (kept alive by the graph while tensors borrow its bytes). */
 void bp_onnx_proto_free(void *proto);

@@ -3,6 +3,7 @@
  * group (infer + eval + flops), its gradient rule (frontend/grad_rules.c) and its tests; nothing else dispatches on op names. */
 #include "frontend/ir.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const bp_op_def *const groups[] = {bp_ops_elementwise, bp_ops_shape, bp_ops_nn, bp_ops_grad};
@@ -41,4 +42,28 @@ const bp_op_def *bp_op_table(int *count) {
   build_table();
   *count = table_count;
   return table;
+}
+
+int bp_graph_check_ops(const bp_graph *g, bp_err *e) {
+  char msg[sizeof e->msg];
+  size_t k = 0;
+  int missing = 0;
+  for (int i = 0; i < g->nnodes; i++) {
+    const bp_node *n = g->nodes[i];
+    if (n->op) continue;
+    int seen = 0;
+    for (int j = 0; j < i && !seen; j++)
+      seen = !g->nodes[j]->op && strcmp(g->nodes[j]->op_type, n->op_type) == 0 &&
+             strcmp(g->nodes[j]->domain, n->domain) == 0;
+    if (seen) continue;
+    int cnt = 0;
+    for (int j = i; j < g->nnodes; j++)
+      cnt += !g->nodes[j]->op && strcmp(g->nodes[j]->op_type, n->op_type) == 0 && strcmp(g->nodes[j]->domain, n->domain) == 0;
+    if (k < sizeof msg)
+      k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s%s%s (%d node%s, first '%s')", missing ? ", " : "",
+                            *n->domain ? n->domain : "", *n->domain ? "::" : "", n->op_type, cnt, cnt > 1 ? "s" : "", n->name);
+    missing++;
+  }
+  if (!missing) return 0;
+  return bp_errf(e, "unsupported op%s: %s", missing > 1 ? "s" : "", msg);
 }

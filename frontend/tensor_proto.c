@@ -2,6 +2,8 @@
  * typed repeated fields, and external data (mmapped from a file beside the model, which is
  * untrusted input: paths may not escape the model's folder, ranges may not pass the file's end). */
 #include "frontend/tensor_proto.h"
+#include "frontend/npy.h"
+#include "frontend/onnx_load.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,4 +200,11 @@ int bp_tensor_proto_decode(const Onnx__TensorProto *tp, const char *base_dir, in
   }
   out->data = (void *)src;
   return 0;
+}
+
+/* .npy or an ONNX TensorProto .pb by extension (here, not in npy.c, so npy.c needs no protobuf-c). */
+int bp_value_read_file(const char *path, bp_value *out, bp_err *e) {
+  size_t n = strlen(path);
+  if (n > 3 && strcmp(path + n - 3, ".pb") == 0) return bp_tensor_pb_read(path, out, NULL, 1, e);
+  return bp_npy_read(path, out, e);
 }

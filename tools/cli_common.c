@@ -1,6 +1,7 @@
 /* tools/cli_common.c — argument helpers shared by the model subcommands. */
 #include "tools/cli_common.h"
 #include "frontend/npy.h"
+#include "frontend/onnx_load.h"
 
 #include <errno.h>
 #include <stdio.h>
