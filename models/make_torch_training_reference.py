@@ -11,7 +11,11 @@ with dropout disabled (the model in eval mode; bitpipec train --no-dropout), sin
 differ, and embedding padding_idx cleared (ONNX's Gather cannot express it; see run()). Per step it records the loss and the global L2 gradient norm before the update, into
 models/<family>/train_reference.json.
 
-Usage:  python3 models/make_torch_training_reference.py [--family gpt2 bert llama] [--steps 5]
+With --pipeline the same is done for a larger batch, for the pipeline runtime's tests (N = 8 micro-batches
+of one sequence): models/<family>/pipeline_input_ids.npy and pipeline_targets.npy (int64 [8, 16],
+numpy.random.default_rng(2) and (3)) and pipeline_reference.json.
+
+Usage:  python3 models/make_torch_training_reference.py [--family gpt2 bert llama] [--steps 5] [--pipeline]
 Needs:  torch transformers numpy (and what export_models.py imports)
 """
 import argparse
@@ -68,20 +72,28 @@ def main():
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--family", nargs="*", default=["gpt2", "bert", "llama"])
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--pipeline", action="store_true", help="the [8, 16] batch of the pipeline tests")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for fam in args.family:
         d = os.path.join(args.out, fam)
-        ids_np = np.load(os.path.join(d, "input_ids.npy"))
-        tg_np = np.random.default_rng(1).integers(0, em.VOCAB, size=ids_np.shape, dtype=np.int64)
-        np.save(os.path.join(d, "targets.npy"), tg_np)
+        if args.pipeline:
+            ids_np = np.random.default_rng(2).integers(0, em.VOCAB, size=(8, 16), dtype=np.int64)
+            tg_np = np.random.default_rng(3).integers(0, em.VOCAB, size=ids_np.shape, dtype=np.int64)
+            prefix = "pipeline_"
+            np.save(os.path.join(d, prefix + "input_ids.npy"), ids_np)
+        else:
+            ids_np = np.load(os.path.join(d, "input_ids.npy"))
+            tg_np = np.random.default_rng(1).integers(0, em.VOCAB, size=ids_np.shape, dtype=np.int64)
+            prefix = ""
+        np.save(os.path.join(d, prefix + "targets.npy"), tg_np)
         ids, tg = torch.from_numpy(ids_np), torch.from_numpy(tg_np)
         ref = {"family": fam, "steps": args.steps, "dropout": "off (eval mode)",
                "loss": "cross_entropy mean", "embedding_padding_idx": "cleared", "torch": torch.__version__}
         for opt_name in CONFIGS:
             ref[opt_name] = run(fam, opt_name, ids, tg, args.steps)
             print(fam, opt_name, ref[opt_name]["loss"])
-        with open(os.path.join(d, "train_reference.json"), "w") as f:
+        with open(os.path.join(d, prefix + "train_reference.json"), "w") as f:
             json.dump(ref, f, indent=1)
             f.write("\n")
 
