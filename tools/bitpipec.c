@@ -21,6 +21,7 @@ static void usage(FILE *f) {
           "  schedule --schedule NAME -D 4 -N 8    generate, validate and simulate a pipeline schedule\n"
           "  partition MODEL -D 8 -N 32 --schedule bitpipe\n"
           "                                        cut into layers, cost them, place them on the chunks (GLPK)\n"
+          "  tokenize FILE... -o tokens.bin        bytes of text files as a token file for ./train --data\n"
           "\n"
           "'bitpipec COMMAND --help' describes a command's options. 'bitpipec --version' prints the version.\n",
           BITPIPE_VERSION);
@@ -45,6 +46,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "train") == 0) return bp_cmd_train(argc - 1, argv + 1);
   if (strcmp(cmd, "schedule") == 0) return bp_cmd_schedule(argc - 1, argv + 1);
   if (strcmp(cmd, "partition") == 0) return bp_cmd_partition(argc - 1, argv + 1);
+  if (strcmp(cmd, "tokenize") == 0) return bp_cmd_tokenize(argc - 1, argv + 1);
   fprintf(stderr, "bitpipec: unknown command '%s' (try 'bitpipec --help')\n", cmd);
   return 2;
 }

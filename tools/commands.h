@@ -8,5 +8,6 @@ int bp_cmd_run(int argc, char **argv);
 int bp_cmd_schedule(int argc, char **argv);
 int bp_cmd_train(int argc, char **argv);
 int bp_cmd_partition(int argc, char **argv);
+int bp_cmd_tokenize(int argc, char **argv);
 
 #endif
