@@ -148,7 +148,13 @@ typedef struct bp_rt_plan {
   bp_rt_hparams hp;
   double predicted_step_s;     /* the simulator's step time with the compile-time costs */
   const double *predicted_bubble; /* [D] */
-  const int64_t *planned_rank_bytes; /* [D] what the memory plan says each rank allocates */
+  const int64_t *planned_rank_bytes; /* [D] what the memory plan says each rank allocates:
+                                 sum over the rank's chunks c of param_bytes * (2 + k) (weights,
+                                 gradient accumulator, k optimizer states: 1 SGD momentum, 2 AdamW)
+                                 + const_bytes + slots(c) * slot_bytes, plus the largest work_bytes
+                                 of its chunks; slots(c) = the most micro-batches of c in flight at
+                                 once, a micro-batch being in flight from the first to the last
+                                 instruction of the rank's program that names (c, mb), inclusive */
   const char *plan_json;       /* the plan file written next to the program */
 } bp_rt_plan;
 
@@ -167,5 +173,22 @@ int bp_rt_run_node(struct bp_rt_exec *x, int k);
 
 /* The generated main() calls this: parses ./train's command line, runs, returns the exit code. */
 int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv);
+
+/* The weights file (written by the compiler next to the program, read by the runtime): this
+ * 64-byte header (host byte order, little-endian on every supported machine), then each stage's
+ * section at its weights_offset (64-byte aligned, from the start of the file): param_bytes of
+ * PARAM arena then const_bytes of CONST arena, exactly as the arenas are laid out. total_bytes is
+ * the file's size; fingerprint equals bp_rt_model.fingerprint (a hash of the plan: tensors,
+ * offsets, nodes, program), so a weights file from another compile is refused. */
+#define BP_RT_WEIGHTS_MAGIC "BPWEIGHT"
+#define BP_RT_WEIGHTS_VERSION 1
+typedef struct bp_rt_weights_header {
+  char magic[8];           /* BP_RT_WEIGHTS_MAGIC, not NUL-terminated */
+  uint32_t version;        /* BP_RT_WEIGHTS_VERSION */
+  uint32_t n_stages;
+  uint64_t fingerprint;
+  uint64_t total_bytes;
+  uint8_t reserved[32];    /* zero */
+} bp_rt_weights_header;
 
 #endif
