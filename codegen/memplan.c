@@ -11,11 +11,13 @@
  *          gradients produced before the weight half (the runtime accumulates them after it);
  *   WORK   the rest: produced and consumed within one half.
  * Lifetimes are intervals of node positions in the stage's order (forward | input half | weight
- * half): an input is live from -1 (before the first node) to its last reader; act_out, grad_out,
- * the loss and SLOT parameter gradients to nnodes (the end: sends complete asynchronously, the
- * runtime reads the loss and accumulates gradients after the last node); a WORK parameter gradient
- * to the end of its half (accumulated when the instruction ends); everything else from its
- * producer to its last reader.
+ * half), -1 meaning before the first node and nnodes after the last. Transfers are asynchronous
+ * (runtime/plan.h): a receive may land in act_in / grad_in whenever the slot is held and a send
+ * reads act_out / grad_out until the slot is given back, so the four boundary lists, the data
+ * inputs and loss_weight (written by the runtime) live over the whole slot, [-1, nnodes]. The loss
+ * and SLOT parameter gradients live from their producer to nnodes (the runtime reads them after
+ * the last node); a WORK parameter gradient to the end of its half (accumulated when the
+ * instruction ends); everything else from its producer to its last reader.
  * Placement: the boundary lists (act_in, act_out, grad_in, grad_out) are each one block whose
  * members sit in list order at 64-byte aligned offsets (a message is one contiguous range, and the
  * two sides of a boundary lay out the same list the same way). Blocks and single tensors are then
@@ -162,7 +164,8 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
     int half_def = def < st->n_forward ? 0 : def < st->n_bwd_input ? 1 : 2;
     int half_last = en < st->n_forward ? 0 : en < st->n_bwd_input ? 1 : 2;
     int slot = tt->kind == BP_T_INPUT || (role[t] & (2 | 4)) || half_last != half_def;
-    if (role[t] & (2 | 4)) en = nn;
+    if ((role[t] & (2 | 4)) || tt->kind == BP_T_INPUT) en = nn;
+    if (block[t] >= 0) b = -1, en = nn; /* the whole slot: transfers are asynchronous */
     else if (role[t] & 8) en = st->n_bwd_input <= def ? nn - 1 : st->n_bwd_input - 1;
     st->mem[t] = slot ? BP_MEM_SLOT : BP_MEM_WORK;
     st->live_begin[t] = b, st->live_end[t] = en;
@@ -177,7 +180,6 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
   int n = 0;
   int64_t bsize[4] = {0};
   for (int b = 0; b < 4; b++) {
-    int lo = nn, hi = -1;
     int64_t off = 0;
     for (int k = 0; k < nlist[b]; k++) {
       int t = lists[b][k];
@@ -188,11 +190,9 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
       off = align_up(off);
       inner[t] = off;
       off += st->nbytes[t];
-      if (st->live_begin[t] < lo) lo = st->live_begin[t];
-      if (st->live_end[t] > hi) hi = st->live_end[t];
     }
     bsize[b] = off;
-    if (nlist[b]) it[n++] = (item){.size = off, .begin = lo, .end = hi, .arena = BP_MEM_SLOT, .tensor = -1, .block = b};
+    if (nlist[b]) it[n++] = (item){.size = off, .begin = -1, .end = nn, .arena = BP_MEM_SLOT, .tensor = -1, .block = b};
   }
   for (int t = 0; t < nt; t++)
     if ((st->mem[t] == BP_MEM_SLOT || st->mem[t] == BP_MEM_WORK) && block[t] < 0)
