@@ -137,9 +137,10 @@ int bp_onnx_raw_offsets(const char *path, int n, const char *const *names, const
 /* The fingerprint: a hash of the plan (fingerprint.c). */
 uint64_t bp_cg_fingerprint(const bp_cg *cg);
 
-/* Writers. `base` is the output path without extension: BASE.c, BASE.weights, BASE.plan.json. */
+/* Writers. train.c names the weights and plan files (next to the program), the bitpipec command
+ * line that made it and the command that rebuilds the program from it (both for its header). */
 int bp_cg_emit_c(const bp_cg *cg, const char *path, const char *weights_name, const char *plan_name,
-                 const char *command_line, bp_err *e);
+                 const char *command_line, const char *rebuild, bp_err *e);
 int bp_cg_write_weights(const bp_cg *cg, const char *path, bp_err *e);
 int bp_cg_write_plan(const bp_cg *cg, const char *path, bp_err *e);
 

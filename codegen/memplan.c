@@ -223,46 +223,34 @@ done:
   return rc;
 }
 
+/* The runtime's own accounting (runtime/memplan.c), so the planned figure is what it allocates. */
 int bp_cg_rank_bytes(bp_cg *cg, bp_err *e) {
   const bp_program *p = &cg->prog;
-  int D = p->D, C = p->chunks_per_rank, N = p->N;
+  int D = p->D, C = p->chunks_per_rank;
+  char err[1024];
   free(cg->rank_bytes), free(cg->chunk_slots);
   cg->rank_bytes = calloc((size_t)D, sizeof(int64_t));
   cg->chunk_slots = calloc((size_t)D * C, sizeof(int));
-  int *firsti = malloc(sizeof(int) * (size_t)N), *lasti = malloc(sizeof(int) * (size_t)N);
-  if (!cg->rank_bytes || !cg->chunk_slots || !firsti || !lasti) {
-    free(firsti), free(lasti);
+  bp_rt_stage *rs = calloc((size_t)cg->S, sizeof(bp_rt_stage));
+  if (!cg->rank_bytes || !cg->chunk_slots || !rs) {
+    free(rs);
     return bp_errf(e, "out of memory");
   }
-  int nstates = cg->o.train.optimizer == BP_OPT_ADAMW ? 2 : 1;
-  for (int r = 0; r < D; r++) {
-    const bp_rank_program *rp = &p->rank[r];
-    int64_t work = 0, total = 0;
-    for (int c = 0; c < C; c++) {
-      const bp_chunk *ch = bp_program_chunk(p, r, c);
-      if (ch->stage < 0 || ch->stage >= cg->S) continue;
-      const bp_cg_stage *st = &cg->stages[ch->stage];
-      for (int m = 0; m < N; m++) firsti[m] = -1, lasti[m] = -1;
-      for (int i = 0; i < rp->n; i++) {
-        const bp_instr *x = &rp->code[i];
-        if (x->chunk != c || x->mb < 0 || x->mb >= N) continue;
-        if (firsti[x->mb] < 0) firsti[x->mb] = i;
-        lasti[x->mb] = i;
-      }
-      int slots = 0;
-      for (int i = 0; i < rp->n; i++) {
-        int live = 0;
-        for (int m = 0; m < N; m++) live += firsti[m] >= 0 && firsti[m] <= i && i <= lasti[m];
-        if (live > slots) slots = live;
-      }
-      cg->chunk_slots[r * C + c] = slots;
-      total += st->param_bytes * (2 + nstates) + st->const_bytes + (int64_t)slots * st->slot_bytes;
-      if (st->work_bytes > work) work = st->work_bytes;
-    }
-    cg->rank_bytes[r] = total + work;
+  for (int s = 0; s < cg->S; s++) {
+    const bp_cg_stage *st = &cg->stages[s];
+    rs[s].index = s;
+    rs[s].param_bytes = st->param_bytes, rs[s].const_bytes = st->const_bytes;
+    rs[s].slot_bytes = st->slot_bytes, rs[s].work_bytes = st->work_bytes;
   }
-  free(firsti), free(lasti);
-  return 0;
+  bp_rt_model m = {.n_stages = cg->S, .stages = rs};
+  int rc = 0;
+  for (int r = 0; r < D && rc == 0; r++) {
+    if (bp_rt_chunk_slots(p, r, cg->chunk_slots + (size_t)r * C, err, sizeof err) < 0 ||
+        (cg->rank_bytes[r] = bp_rt_rank_bytes(&m, p, r, (int)cg->o.train.optimizer, err, sizeof err)) < 0)
+      rc = bp_errf(e, "memory accounting, rank %d: %s", r, err);
+  }
+  free(rs);
+  return rc;
 }
 
 int bp_cg_plan_memory(bp_cg *cg, bp_err *e) {

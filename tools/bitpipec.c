@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BITPIPE_VERSION "0.1.0"
 
@@ -10,7 +11,11 @@ static void usage(FILE *f) {
   fprintf(f,
           "bitpipe %s — a training compiler for ONNX transformers with pipeline parallelism (BitPipe)\n"
           "\n"
-          "usage: bitpipec COMMAND [options]\n"
+          "usage: bitpipec MODEL -o TRAIN [-D 4] [-N 8] [--schedule bitpipe] [options]\n"
+          "       bitpipec COMMAND [options]\n"
+          "\n"
+          "The first form compiles MODEL (ONNX) into a pipeline-parallel training program TRAIN\n"
+          "(mpirun -np D ./TRAIN ...); 'bitpipec MODEL --help' lists its options.\n"
           "\n"
           "commands:\n"
           "  inspect MODEL [--bind N=V]...         opsets, inputs/outputs, op histogram before/after folding,\n"
@@ -47,6 +52,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "schedule") == 0) return bp_cmd_schedule(argc - 1, argv + 1);
   if (strcmp(cmd, "partition") == 0) return bp_cmd_partition(argc - 1, argv + 1);
   if (strcmp(cmd, "tokenize") == 0) return bp_cmd_tokenize(argc - 1, argv + 1);
+  /* not a command: a model file to compile */
+  if (cmd[0] != '-' && (strchr(cmd, '/') || strchr(cmd, '.') || access(cmd, F_OK) == 0)) return bp_cmd_compile(argc - 1, argv + 1);
   fprintf(stderr, "bitpipec: unknown command '%s' (try 'bitpipec --help')\n", cmd);
   return 2;
 }

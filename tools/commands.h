@@ -8,6 +8,7 @@ int bp_cmd_run(int argc, char **argv);
 int bp_cmd_schedule(int argc, char **argv);
 int bp_cmd_train(int argc, char **argv);
 int bp_cmd_partition(int argc, char **argv);
+int bp_cmd_compile(int argc, char **argv); /* bitpipec MODEL -o TRAIN: argv[0] is MODEL */
 int bp_cmd_tokenize(int argc, char **argv);
 
 #endif
