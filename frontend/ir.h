@@ -203,11 +203,12 @@ const int64_t *bp_attr_ints(const bp_node *n, const char *name, int *count);
 const float *bp_attr_floats(const bp_node *n, const char *name, int *count);
 
 /* ---- the op table --------------------------------------------------------------------------- */
-/* Evaluation context: training flag and the RNG stream (Dropout); more state joins later. */
+/* Evaluation context: training flag, the RNG stream (Dropout) and the device the kernels run on. */
 typedef struct bp_ctx {
   int training;
   uint64_t seed;
   uint64_t counter; /* advanced by each random draw so every node/step gets its own stream */
+  void *device;     /* the CUDA backend's context (kernels/cuda/cuda.h) when kernels run there */
 } bp_ctx;
 
 /* Shape inference: `in[i]` has dtype/rank/dims set (data non-NULL when the value is a known

@@ -222,6 +222,7 @@ fail:
 int bp_trainer_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
   bp_graph *g = t->g;
   if (t->analysis_only) return bp_errf(e, "internal: this trainer was built without targets (analysis only)");
+  if (t->backend) return t->backend->step(t, loss, grad_norm, e);
   bp_value *outs = calloc((size_t)g->noutputs, sizeof(bp_value));
   if (!outs) return bp_errf(e, "out of memory");
   int step = t->step + 1, rc = 0;
@@ -264,6 +265,7 @@ int bp_trainer_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
 
 void bp_trainer_free(bp_trainer *t) {
   if (!t) return;
+  if (t->backend && t->backend->free) t->backend->free(t);
   for (int i = 0; t->state1 && i < t->nparams; i++) free(t->state1[i]);
   for (int i = 0; t->state2 && i < t->nparams; i++) free(t->state2[i]);
   free(t->state1);

@@ -79,6 +79,15 @@ typedef struct bp_train_opts {
 } bp_train_opts;
 void bp_train_opts_default(bp_train_opts *o);
 
+/* A device backend for the steps (kernels/cuda: bp_cuda_trainer_attach). NULL: the CPU. */
+struct bp_trainer;
+typedef struct bp_train_backend {
+  const char *name;
+  int (*step)(struct bp_trainer *t, double *loss, double *grad_norm, bp_err *e);
+  void (*free)(struct bp_trainer *t);
+  void *state;
+} bp_train_backend;
+
 typedef struct bp_trainer {
   bp_graph *g;
   bp_train_opts o;
@@ -98,6 +107,7 @@ typedef struct bp_trainer {
   int untied, retied, dynamo_default;
   bp_param_notes untie_notes, retie_notes;
   int analysis_only;         /* built without targets: graph and reports only, no steps */
+  bp_train_backend *backend; /* steps run there when set (owned: freed through backend->free) */
 } bp_trainer;
 
 /* Builds the training graph from a loaded graph `g` (taken over: freed with the trainer).

@@ -6,6 +6,9 @@
 #include "frontend/npy.h"
 #include "frontend/onnx_load.h"
 #include "frontend/train.h"
+#ifdef BP_HAVE_CUDA
+#include "kernels/cuda/cuda_train.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +18,7 @@ static void help(FILE *f) {
   fprintf(f,
           "usage: bitpipec train MODEL --input NAME=FILE [...] --targets FILE --steps K [options]\n"
           "\n"
-          "Trains MODEL on the given batch (the same batch every step) on the CPU and prints\n"
+          "Trains MODEL on the given batch (the same batch every step) on the CPU (or the GPU) and prints\n"
           "'step K loss X grad_norm G' per step: the loss and the global L2 norm of the gradients\n"
           "(before clipping), both measured before that step's update.\n"
           "\n"
@@ -37,7 +40,11 @@ static void help(FILE *f) {
           "  --no-retie              keep initializers that equal another (or its transpose) apart\n"
           "  --no-dropout            Dropout is the identity (compare with a framework run without dropout)\n"
           "  --seed N                dropout seed (default 0)\n"
-          "  --bind NAME=VALUE       bind a symbolic dimension\n");
+          "  --bind NAME=VALUE       bind a symbolic dimension\n"
+          "  --device cpu|cuda       where the steps run (default cpu); cuda: the first GPU, kernels of\n"
+          "                          kernels/cuda, parameters and optimizer state on the device\n"
+          "  --precision fp32|tf32|bf16  GEMM precision on cuda (default fp32; bf16: bfloat16 GEMM inputs,\n"
+          "                          float32 accumulation, parameters and optimizer state)\n");
 }
 
 static int num(const char *opt, const char *s, double *out) {
@@ -55,7 +62,7 @@ int bp_cmd_train(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   bp_train_opts o;
   bp_train_opts_default(&o);
-  const char *targets_file = NULL;
+  const char *targets_file = NULL, *device = "cpu", *precision = NULL;
   double steps = 1, x;
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
@@ -67,6 +74,8 @@ int bp_cmd_train(int argc, char **argv) {
     else if (!strcmp(s, "--input") && has) { if (bp_cli_parse_input(&a, argv[++i]) < 0) return 2; }
     else if (!strcmp(s, "--targets") && has) targets_file = argv[++i];
     else if (!strcmp(s, "--output") && has) o.output = argv[++i];
+    else if (!strcmp(s, "--device") && has) device = argv[++i];
+    else if (!strcmp(s, "--precision") && has) precision = argv[++i];
     else if (!strcmp(s, "--freeze") && has) o.freeze_re = argv[++i];
     else if (!strcmp(s, "--train") && has) o.train_re = argv[++i];
     else if (!strcmp(s, "--loss") && has) {
@@ -106,6 +115,24 @@ int bp_cmd_train(int argc, char **argv) {
     return 2;
   }
   if (steps < 0 || steps > 1e9) { fprintf(stderr, "bitpipec train: --steps must be >= 0\n"); return 2; }
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "bitpipec train: --device is cpu or cuda, got '%s'\n", device);
+    return 2;
+  }
+  if (precision && strcmp(precision, "fp32") && strcmp(precision, "tf32") && strcmp(precision, "bf16")) {
+    fprintf(stderr, "bitpipec train: --precision is fp32, tf32 or bf16, got '%s'\n", precision);
+    return 2;
+  }
+  if (precision && !strcmp(device, "cpu") && strcmp(precision, "fp32")) {
+    fprintf(stderr, "bitpipec train: --precision %s needs --device cuda (the CPU computes in fp32)\n", precision);
+    return 2;
+  }
+#ifndef BP_HAVE_CUDA
+  if (!strcmp(device, "cuda")) {
+    fprintf(stderr, "bitpipec train: --device cuda: this bitpipec was built without the CUDA backend (no CUDA toolkit)\n");
+    return 2;
+  }
+#endif
   bp_err e = {0};
   bp_graph *g = bp_onnx_load(a.model, &e);
   if (!g) { fprintf(stderr, "bitpipec train: %s\n", e.msg); return 1; }
@@ -125,6 +152,14 @@ int bp_cmd_train(int argc, char **argv) {
   t = bp_trainer_new(g, given, &targets, a.binds, a.nbinds, &o, &e); /* takes g */
   g = NULL;
   if (!t) { fprintf(stderr, "bitpipec train: %s\n", e.msg); goto done; }
+#ifdef BP_HAVE_CUDA
+  if (!strcmp(device, "cuda")) {
+    bp_precision prec = BP_PREC_FP32;
+    if (precision) bp_precision_parse(precision, &prec);
+    if (bp_cuda_trainer_attach(t, prec, &e) < 0) { fprintf(stderr, "bitpipec train: --device cuda: %s\n", e.msg); goto done; }
+    printf("device cuda: %s, GEMM precision %s\n", bp_cuda_device_name(bp_cuda_trainer_device(t)), bp_precision_name(prec));
+  }
+#endif
   printf("trainable %d parameter tensors, frozen %d; activation stash %.1f KiB per micro-batch (%d tensors, "
          "computed from the training graph)\n", t->nparams, t->nfrozen, (double)t->stash_bytes / 1024.0,
          t->stash_tensors);
@@ -139,6 +174,11 @@ int bp_cmd_train(int argc, char **argv) {
     printf("step %d loss %.9g grad_norm %.9g\n", k, loss, gn);
     fflush(stdout);
   }
+#ifdef BP_HAVE_CUDA
+  if (bp_cuda_trainer_device(t) && bp_cuda_host_runs(bp_cuda_trainer_device(t)))
+    fprintf(stderr, "bitpipec train: note: %lld node runs were staged through the host (CPU kernels): %s\n",
+            (long long)bp_cuda_host_runs(bp_cuda_trainer_device(t)), bp_cuda_host_ops(bp_cuda_trainer_device(t)));
+#endif
 done:
   for (int i = 0; i < ngiven; i++)
     if (given[i]) { free(given[i]->data); free(given[i]); }

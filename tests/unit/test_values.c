@@ -88,7 +88,7 @@ static void test_dropout_training(void) {
   n.nin = 2;
   n.nout = 2;
   bp_value *in[3] = {&vx, &vr, NULL}, *out[2] = {&vy, &vm};
-  bp_ctx ctx = {1, 1234, 0};
+  bp_ctx ctx = {1, 1234, 0, NULL};
   bp_err e = {0};
   CHECK(d->eval(&ctx, &n, in, 2, out, 2, &e) == 0, "dropout eval: %s", e.msg);
   int kept = 0, bad_scale = 0, bad_mask = 0;
@@ -101,13 +101,13 @@ static void test_dropout_training(void) {
   CHECK(fabs(kept - N * p) < 5 * sigma, "kept %d of %d, expected %.0f +- %.0f", kept, N, N * p, 5 * sigma);
   CHECK(bad_scale == 0 && bad_mask == 0, "scaling (%d bad) and mask (%d bad)", bad_scale, bad_mask);
   CHECK(ctx.counter >= (uint64_t)N, "the counter advances by the element count");
-  bp_ctx again = {1, 1234, 0};
+  bp_ctx again = {1, 1234, 0, NULL};
   bp_value *out2[2] = {&vy2, &vm2};
   d->eval(&again, &n, in, 2, out2, 2, &e);
   CHECK(memcmp(m, m2, N) == 0 && memcmp(y, y2, sizeof(float) * N) == 0, "same seed and counter: same mask");
   d->eval(&ctx, &n, in, 2, out2, 2, &e); /* counter has advanced */
   CHECK(memcmp(m, m2, N) != 0, "the next draw gives a different mask");
-  bp_ctx infer = {0, 1234, 0};
+  bp_ctx infer = {0, 1234, 0, NULL};
   d->eval(&infer, &n, in, 2, out2, 2, &e);
   CHECK(memcmp(x, y2, sizeof(float) * N) == 0, "inference: identity");
   free(x); free(y); free(y2); free(m); free(m2);

@@ -1,0 +1,202 @@
+/* kernels/cuda/exec.c — the GPU executor of a prepared graph: frontend/exec.c's walk (nodes in
+ * order, each output allocated from its inferred shape, intermediates released after their last
+ * use) with device buffers and the CUDA op table. Initializers and constants are uploaded once
+ * when the executor is made and stay on the device (parameters are updated there in place); the
+ * host copies of compile-time constants are handed to the kernels that read parameters from their
+ * inputs (bp_cuda_set_host_inputs), so those never wait for a download. */
+#include "kernels/cuda/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bp_cuda_exec {
+  bp_cuda *dc;
+  const bp_graph *g;
+  void **dev;               /* per tensor: device copy of an initializer/constant, or NULL */
+  const bp_cuda_op **ops;   /* per node */
+  int *last_use;            /* per tensor: index of the last node reading it (nnodes: a graph output) */
+};
+
+void bp_cuda_exec_free(bp_cuda_exec *x) {
+  if (!x) return;
+  for (int t = 0; x->dev && t < x->g->ntensors; t++) bp_cuda_release(x->dc, x->dev[t]);
+  if (x->dev) cudaStreamSynchronize(x->dc->stream);
+  free(x->dev);
+  free(x->ops);
+  free(x->last_use);
+  free(x);
+}
+
+bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
+  bp_cuda_exec *x = calloc(1, sizeof *x);
+  if (!x) {
+    bp_errf(e, "out of memory");
+    return NULL;
+  }
+  x->dc = dc;
+  x->g = g;
+  x->dev = calloc((size_t)(g->ntensors ? g->ntensors : 1), sizeof(void *));
+  x->ops = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(*x->ops));
+  x->last_use = malloc(sizeof(int) * (size_t)(g->ntensors ? g->ntensors : 1));
+  if (!x->dev || !x->ops || !x->last_use) {
+    bp_errf(e, "out of memory");
+    goto fail;
+  }
+  for (int t = 0; t < g->ntensors; t++) x->last_use[t] = -1;
+  for (int i = 0; i < g->nnodes; i++) {
+    const bp_node *n = g->nodes[i];
+    x->ops[i] = bp_cuda_op_find(n->domain, n->op_type);
+    if (!x->ops[i]) {
+      bp_errf(e, "node '%s' (%s): the op has no CUDA entry", n->name, n->op_type);
+      goto fail;
+    }
+    for (int k = 0; k < n->nin; k++)
+      if (n->in[k] >= 0) x->last_use[n->in[k]] = i;
+  }
+  for (int i = 0; i < g->noutputs; i++) x->last_use[g->outputs[i]] = g->nnodes;
+  for (int t = 0; t < g->ntensors; t++) {
+    const bp_tensor *tt = g->tensors[t];
+    if ((tt->kind != BP_T_CONSTANT && tt->kind != BP_T_INITIALIZER) || x->last_use[t] < 0) continue;
+    size_t bytes = bp_value_bytes(&tt->v);
+    if (bytes && !tt->v.data) {
+      bp_errf(e, "tensor '%s' has no data to upload", tt->name);
+      goto fail;
+    }
+    char what[300];
+    snprintf(what, sizeof what, "tensor '%s'", tt->name);
+    if (!(x->dev[t] = bp_cuda_alloc(dc, bytes, what, e)) || bp_cuda_upload(dc, x->dev[t], tt->v.data, bytes, what, e))
+      goto fail;
+  }
+  if (bp_cuda_sync(dc, "uploading the graph's constants", e)) goto fail;
+  return x;
+fail:
+  bp_cuda_exec_free(x);
+  return NULL;
+}
+
+void *bp_cuda_exec_tensor(const bp_cuda_exec *x, int t) { return t >= 0 && t < x->g->ntensors ? x->dev[t] : NULL; }
+
+int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_value *outputs, bp_err *e) {
+  const bp_graph *g = x->g;
+  bp_cuda *dc = x->dc;
+  int nt = g->ntensors, rc = 0;
+  bp_value *vals = calloc((size_t)(nt ? nt : 1), sizeof(bp_value));
+  unsigned char *owned = calloc((size_t)(nt ? nt : 1), 1);
+  void *saved_device = ctx->device;
+  if (!vals || !owned) {
+    free(vals);
+    free(owned);
+    return bp_errf(e, "out of memory");
+  }
+  ctx->device = dc;
+  for (int t = 0; t < nt; t++) {
+    if (!x->dev[t]) continue;
+    vals[t] = g->tensors[t]->v;
+    vals[t].data = x->dev[t];
+  }
+  for (int i = 0; i < g->ninputs; i++) {
+    const bp_tensor *t = g->tensors[g->inputs[i]];
+    if (!inputs[i]) {
+      rc = bp_errf(e, "input '%s' was not given", t->name);
+      goto done;
+    }
+    if (inputs[i]->dtype != t->v.dtype || !bp_same_shape(inputs[i], &t->v)) {
+      char s1[160], s2[160];
+      rc = bp_errf(e, "input '%s': given %s %s but the graph was prepared for %s %s", t->name,
+                   bp_dtype_name(inputs[i]->dtype), bp_shape_str(inputs[i], s1, sizeof s1), bp_dtype_name(t->v.dtype),
+                   bp_shape_str(&t->v, s2, sizeof s2));
+      goto done;
+    }
+    vals[g->inputs[i]] = *inputs[i];
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const bp_node *n = g->nodes[i];
+    bp_value *in[64] = {0}, *out[64] = {0};
+    const void *host[64] = {0};
+    if (n->nin > 64 || n->nout > 64) {
+      rc = bp_errf(e, "node '%s' (%s): too many inputs or outputs", n->name, n->op_type);
+      goto done;
+    }
+    for (int k = 0; k < n->nin; k++) {
+      int t = n->in[k];
+      in[k] = t >= 0 ? &vals[t] : NULL;
+      if (t >= 0 && g->tensors[t]->kind == BP_T_CONSTANT) host[k] = g->tensors[t]->v.data;
+    }
+    for (int k = 0; k < n->nout; k++) {
+      int t = n->out[k];
+      if (t < 0) continue;
+      vals[t] = g->tensors[t]->v;
+      char what[300];
+      snprintf(what, sizeof what, "node '%s' (%s): output '%s'", n->name, n->op_type, g->tensors[t]->name);
+      if (!(vals[t].data = bp_cuda_alloc(dc, bp_value_bytes(&vals[t]), what, e))) {
+        rc = -1;
+        goto done;
+      }
+      owned[t] = 1;
+      out[k] = &vals[t];
+    }
+    bp_cuda_set_host_inputs(dc, host, n->nin);
+    bp_cuda_set_tag(dc, i);
+    if (x->ops[i]->eval(ctx, n, in, n->nin, out, n->nout, e) < 0) {
+      rc = bp_err_prefix_node(e, n);
+      goto done;
+    }
+    for (int k = 0; k < n->nin; k++) {
+      int t = n->in[k];
+      if (t >= 0 && owned[t] && x->last_use[t] == i) {
+        bp_cuda_release(dc, vals[t].data);
+        vals[t].data = NULL;
+        owned[t] = 0;
+      }
+    }
+    for (int k = 0; k < n->nout; k++) {
+      int t = n->out[k];
+      if (t >= 0 && owned[t] && x->last_use[t] < 0) {
+        bp_cuda_release(dc, vals[t].data);
+        vals[t].data = NULL;
+        owned[t] = 0;
+      }
+    }
+  }
+  for (int i = 0; i < g->noutputs; i++) {
+    int t = g->outputs[i];
+    outputs[i] = vals[t];
+    if (owned[t]) { /* hand the buffer over (an output listed twice gets a copy the second time) */
+      owned[t] = 0;
+      continue;
+    }
+    size_t bytes = bp_value_bytes(&vals[t]);
+    void *copy = bp_cuda_alloc(dc, bytes, "graph output", e);
+    if (!copy || (bytes && vals[t].data == NULL)) {
+      if (copy) bp_cuda_release(dc, copy);
+      rc = copy ? bp_errf(e, "graph output '%s' has no value", g->tensors[t]->name) : -1;
+      for (int j = 0; j < i; j++) bp_cuda_release(dc, outputs[j].data);
+      goto done;
+    }
+    if (bytes) {
+      cudaError_t crc = cudaMemcpyAsync(copy, vals[t].data, bytes, cudaMemcpyDeviceToDevice, dc->stream);
+      if (crc != cudaSuccess) {
+        rc = bp_cuda_fail(e, NULL, "copying a graph output", "cudaMemcpyAsync(copy, value, bytes, cudaMemcpyDeviceToDevice)",
+                          cudaGetErrorString(crc), __FILE__, __LINE__);
+        bp_cuda_release(dc, copy);
+        for (int j = 0; j < i; j++) bp_cuda_release(dc, outputs[j].data);
+        goto done;
+      }
+    }
+    outputs[i].data = copy;
+  }
+  /* asynchronous faults and kernels' data checks surface here, naming the node when they can */
+  if (bp_cuda_check_flags(dc, g->nodes, g->nnodes, e) < 0) {
+    for (int j = 0; j < g->noutputs; j++) bp_cuda_release(dc, outputs[j].data);
+    rc = -1;
+  }
+done:
+  bp_cuda_set_host_inputs(dc, NULL, 0);
+  for (int t = 0; t < nt; t++)
+    if (owned[t]) bp_cuda_release(dc, vals[t].data);
+  free(vals);
+  free(owned);
+  ctx->device = saved_device;
+  return rc;
+}

@@ -1,0 +1,213 @@
+/* kernels/cuda/gemm.cu — MatMul (numpy semantics: 1-D promotion, broadcast batch dimensions) and
+ * Gemm (transA/transB, alpha, beta, broadcast C) through cuBLASLt, float32 data in all precisions:
+ *   fp32: CUBLAS_COMPUTE_32F (IEEE float products and sums);
+ *   tf32: CUBLAS_COMPUTE_32F_FAST_TF32 (tensor cores on float32 inputs);
+ *   bf16: A and B rounded to bfloat16 into temporary buffers, CUBLAS_COMPUTE_32F accumulation,
+ *         float32 C/D (the master data stays float32).
+ * Row-major products are computed as the column-major transposed product: D^T = op(B)^T op(A)^T,
+ * so cuBLASLt's "A" is our B and its "B" our A, and no data is transposed. Integer MatMul/Gemm
+ * runs host-staged (the CPU's exact integer loops). */
+#include "kernels/cuda/common.cuh"
+
+extern "C" {
+#include "kernels/cpu/nn.h"
+}
+
+#include <stdio.h>
+
+typedef struct {
+  int ta, tb;          /* row-major op(A) = A^T when ta (A stored K x M) */
+  int64_t M, N, K;
+  const float *A;
+  int64_t lda, sA;     /* leading dimension (row length as stored), batch stride (elements) */
+  const float *B;
+  int64_t ldb, sB;
+  float *D;
+  int64_t ldd, sD;
+  int64_t batch;
+  float alpha, beta;   /* D = alpha op(A) op(B) + beta D */
+} gemm_args;
+
+__global__ void k_to_bf16(const float *x, uint16_t *y, int64_t count) {
+  GRID_STRIDE(i, count) y[i] = d_f32_to_bf16(x[i]);
+}
+
+static uint32_t align_of(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  uint32_t al = 256;
+  while (al > 1 && (a & (al - 1))) al >>= 1;
+  return al;
+}
+
+/* Elements of a stored operand: `rows` rows of `cols` with leading dimension ld, `batch` matrices
+ * `stride` apart. */
+static int64_t extent(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t stride) {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+#define LTG(call)                                                                                  \
+  do {                                                                                             \
+    cublasStatus_t st_ = (call);                                                                   \
+    if (st_ != CUBLAS_STATUS_SUCCESS) {                                                            \
+      rc = bp_cuda_fail(e, n, NULL, #call, bp_cublas_status_str((int)st_), __FILE__, __LINE__);    \
+      goto done;                                                                                   \
+    }                                                                                              \
+  } while (0)
+
+static int lt_matmul(bp_cuda *dc, const bp_node *n, const gemm_args *g, bp_err *e) {
+  int rc = 0;
+  cudaDataType_t ab = CUDA_R_32F;
+  cublasComputeType_t ct = dc->prec == BP_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const void *A = g->A, *B = g->B;
+  uint16_t *tA = NULL, *tB = NULL;
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t res;
+  int nres = 0;
+  int64_t arows = g->ta ? g->K : g->M, acols = g->ta ? g->M : g->K;
+  int64_t brows = g->tb ? g->N : g->K, bcols = g->tb ? g->K : g->N;
+  if (g->M > INT32_MAX || g->N > INT32_MAX || g->K > INT32_MAX || g->batch > INT32_MAX)
+    return bp_errf(e, "node '%s' (%s): matrix dimensions exceed cuBLASLt's int range", n->name, n->op_type);
+  if (dc->prec == BP_PREC_BF16) {
+    int64_t ea = extent(arows, acols, g->lda, g->batch, g->sA), eb = extent(brows, bcols, g->ldb, g->batch, g->sB);
+    ab = CUDA_R_16BF;
+    tA = (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)ea, "bf16 copy of A", e);
+    tB = tA ? (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)eb, "bf16 copy of B", e) : NULL;
+    if (!tA || !tB) {
+      rc = bp_err_prefix_node(e, n);
+      goto done;
+    }
+    k_to_bf16<<<bp_cuda_blocks(dc, ea), THREADS, 0, dc->stream>>>(g->A, tA, ea);
+    if ((rc = bp_cuda_after_launch(dc, n, "k_to_bf16", e, __FILE__, __LINE__))) goto done;
+    k_to_bf16<<<bp_cuda_blocks(dc, eb), THREADS, 0, dc->stream>>>(g->B, tB, eb);
+    if ((rc = bp_cuda_after_launch(dc, n, "k_to_bf16", e, __FILE__, __LINE__))) goto done;
+    A = tA;
+    B = tB;
+  }
+  {
+    cublasOperation_t opa = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    LTG(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
+    LTG(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    LTG(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    /* column-major views: our B (brows x bcols row-major) is bcols x brows; likewise A and D */
+    LTG(cublasLtMatrixLayoutCreate(&la, ab, (uint64_t)bcols, (uint64_t)brows, g->ldb));
+    LTG(cublasLtMatrixLayoutCreate(&lb, ab, (uint64_t)acols, (uint64_t)arows, g->lda));
+    LTG(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)g->N, (uint64_t)g->M, g->ldd));
+    if (g->batch > 1) {
+      int32_t cnt = (int32_t)g->batch;
+      LTG(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sB, sizeof g->sB));
+      LTG(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sA, sizeof g->sA));
+      LTG(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sD, sizeof g->sD));
+    }
+    uint64_t ws = dc->workspace_bytes;
+    uint32_t al_a = align_of(B), al_b = align_of(A), al_c = align_of(g->D);
+    LTG(cublasLtMatmulPreferenceCreate(&pref));
+    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
+    LTG(cublasLtMatmulAlgoGetHeuristic(dc->lt, op, la, lb, lc, lc, pref, 1, &res, &nres));
+    if (nres == 0) {
+      rc = bp_errf(e, "node '%s' (%s): cuBLASLt has no algorithm for a %s GEMM M=%lld N=%lld K=%lld batch %lld", n->name,
+                   n->op_type, bp_precision_name(dc->prec), (long long)g->M, (long long)g->N, (long long)g->K,
+                   (long long)g->batch);
+      goto done;
+    }
+    LTG(cublasLtMatmul(dc->lt, op, &g->alpha, B, la, A, lb, &g->beta, g->D, lc, g->D, lc, &res.algo, dc->workspace,
+                       dc->workspace_bytes, dc->stream));
+    if (dc->sync_each) rc = bp_cuda_after_launch(dc, n, "cublasLtMatmul", e, __FILE__, __LINE__);
+  }
+done:
+  if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  if (lc) cublasLtMatrixLayoutDestroy(lc);
+  if (lb) cublasLtMatrixLayoutDestroy(lb);
+  if (la) cublasLtMatrixLayoutDestroy(la);
+  if (op) cublasLtMatmulDescDestroy(op);
+  bp_cuda_release(dc, tA);
+  bp_cuda_release(dc, tB);
+  return rc;
+}
+
+BP_CUDA_EVAL(bp_cuda_eval_matmul) {
+  BP_CUDA_DC(dc);
+  const bp_value *a = in[0], *b = in[1];
+  bp_value *y = out[0];
+  if (a->dtype != BP_F32 || b->dtype != BP_F32 || y->dtype != BP_F32) return bp_cuda_eval_host(ctx, n, in, nin, out, nout, e);
+  bp_matmul_dims d;
+  if (bp_matmul_shape(n, a, b, &d, NULL, e)) return -1;
+  if (d.batch == 0 || d.m * d.n == 0) return 0;
+  if (d.k == 0) {
+    BP_CU(cudaMemsetAsync(y->data, 0, bp_value_bytes(y), dc->stream));
+    return 0;
+  }
+  int64_t a_mats = 1, b_mats = 1;
+  for (int i = 0; i < d.brank; i++) {
+    if (d.astride[i]) a_mats *= d.bdims[i];
+    if (d.bstride[i]) b_mats *= d.bdims[i];
+  }
+  int64_t mn = d.m * d.n, mk = d.m * d.k, kn = d.k * d.n;
+  gemm_args g = {0, 0, d.m, d.n, d.k, (const float *)a->data, d.k, mk, (const float *)b->data, d.n, kn,
+                 (float *)y->data, d.n, mn, 1, 1.0f, 0.0f};
+  if (b_mats == 1 && a_mats == d.batch && d.batch * d.m <= INT32_MAX) {
+    g.M = d.batch * d.m; /* B shared by every batch entry and A contiguous: one GEMM */
+    return lt_matmul(dc, n, &g, e);
+  }
+  if (a_mats == d.batch && b_mats == d.batch) {
+    g.batch = d.batch; /* both operands hold every batch entry in order: one strided batched GEMM */
+    return lt_matmul(dc, n, &g, e);
+  }
+  /* broadcast batches: one GEMM per entry, walking the batch index as the CPU does */
+  int64_t idx[BP_MAX_RANK] = {0}, ao = 0, bo = 0;
+  for (int64_t t = 0; t < d.batch; t++) {
+    g.A = (const float *)a->data + ao * mk;
+    g.B = (const float *)b->data + bo * kn;
+    g.D = (float *)y->data + t * mn;
+    if (lt_matmul(dc, n, &g, e)) return -1;
+    for (int i = d.brank - 1; i >= 0; i--) {
+      ao += d.astride[i];
+      bo += d.bstride[i];
+      if (++idx[i] < d.bdims[i]) break;
+      ao -= d.astride[i] * d.bdims[i];
+      bo -= d.bstride[i] * d.bdims[i];
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+__global__ void k_mul_scalar(float *y, float s, int64_t count) {
+  GRID_STRIDE(i, count) y[i] *= s;
+}
+
+BP_CUDA_EVAL(bp_cuda_eval_gemm) {
+  BP_CUDA_DC(dc);
+  const bp_value *a = in[0], *b = in[1], *c = nin > 2 ? in[2] : NULL;
+  bp_value *y = out[0];
+  if (a->dtype != BP_F32 || b->dtype != BP_F32 || y->dtype != BP_F32 || (c && c->dtype != BP_F32))
+    return bp_cuda_eval_host(ctx, n, in, nin, out, nout, e);
+  if (a->rank != 2 || b->rank != 2 || y->rank != 2)
+    return bp_errf(e, "node '%s' (%s): A and B must be 2-D", n->name, n->op_type);
+  int ta = bp_attr_int(n, "transA", 0) != 0, tb = bp_attr_int(n, "transB", 0) != 0;
+  float alpha = bp_attr_float(n, "alpha", 1.0f), beta = bp_attr_float(n, "beta", 1.0f);
+  int64_t m = y->dims[0], nn = y->dims[1], k = ta ? a->dims[0] : a->dims[1];
+  if (m == 0 || nn == 0) return 0;
+  int has_c = c && beta != 0.0f;
+  if (has_c && bp_cuda_broadcast_copy(dc, n, c, y, e)) return -1;
+  if (k == 0) {
+    if (!has_c) {
+      BP_CU(cudaMemsetAsync(y->data, 0, bp_value_bytes(y), dc->stream));
+    } else if (beta != 1.0f) {
+      k_mul_scalar<<<bp_cuda_blocks(dc, m * nn), THREADS, 0, dc->stream>>>((float *)y->data, beta, m * nn);
+      BP_LAUNCHED(dc, "k_mul_scalar");
+    }
+    return 0;
+  }
+  gemm_args g = {ta, tb, m, nn, k, (const float *)a->data, a->dims[1], 0, (const float *)b->data, b->dims[1], 0,
+                 (float *)y->data, nn, 0, 1, alpha, has_c ? beta : 0.0f};
+  return lt_matmul(dc, n, &g, e);
+}

@@ -1,0 +1,93 @@
+/* kernels/cuda/internal.h — the device context's fields and the checking macros shared by the CUDA
+ * backend's C and CUDA files (not part of the public interface, kernels/cuda/cuda.h).
+ *
+ * Checking: BP_CU(call) / BP_LT(call) inside an eval function (where `n` is the node and `e` the
+ * error) return -1 with "node 'NAME' (OP): CUDA call 'CALL' failed: REASON (file:line)";
+ * BP_CU_AT(call, what, e) does the same outside a node, naming `what` instead. */
+#ifndef BITPIPE_KERNELS_CUDA_INTERNAL_H
+#define BITPIPE_KERNELS_CUDA_INTERNAL_H
+
+#include "frontend/ir.h"
+#include "kernels/cuda/cuda.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct bp_cuda {
+  int device;
+  char name[400];
+  int sm_count;
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  void *workspace;         /* cuBLASLt workspace */
+  size_t workspace_bytes;
+  bp_precision prec;
+  int *flag;               /* device int: 0, or tag + 1 of the first node whose kernel found bad data */
+  int tag;
+  const void *const *host_in; /* see bp_cuda_set_host_inputs */
+  int nhost_in;
+  int sync_each;           /* BP_CUDA_SYNC=1 */
+  int64_t host_runs;
+  char host_ops[1024];
+  /* scratch host buffer for downloaded parameter inputs, kept until the next node */
+  void *scratch[8];
+  int nscratch;
+};
+
+/* Formats the error of a failed call and returns -1. `n` may be NULL (then `what` names the context). */
+int bp_cuda_fail(bp_err *e, const bp_node *n, const char *what, const char *call, const char *reason,
+                 const char *file, int line);
+const char *bp_cublas_status_str(int status);
+
+#define BP_CU(call)                                                                                \
+  do {                                                                                             \
+    cudaError_t bp_cu_rc_ = (call);                                                                \
+    if (bp_cu_rc_ != cudaSuccess)                                                                  \
+      return bp_cuda_fail(e, n, NULL, #call, cudaGetErrorString(bp_cu_rc_), __FILE__, __LINE__);  \
+  } while (0)
+#define BP_CU_AT(call, what, err)                                                                  \
+  do {                                                                                             \
+    cudaError_t bp_cu_rc_ = (call);                                                                \
+    if (bp_cu_rc_ != cudaSuccess)                                                                  \
+      return bp_cuda_fail((err), NULL, (what), #call, cudaGetErrorString(bp_cu_rc_), __FILE__, __LINE__); \
+  } while (0)
+#define BP_LT(call)                                                                                \
+  do {                                                                                             \
+    cublasStatus_t bp_lt_rc_ = (call);                                                             \
+    if (bp_lt_rc_ != CUBLAS_STATUS_SUCCESS)                                                        \
+      return bp_cuda_fail(e, n, NULL, #call, bp_cublas_status_str((int)bp_lt_rc_), __FILE__, __LINE__); \
+  } while (0)
+
+/* After a kernel launch: the launch error (bad configuration), and with BP_CUDA_SYNC=1 the
+ * kernel's own fault. `kname` names the kernel. */
+int bp_cuda_after_launch(bp_cuda *dc, const bp_node *n, const char *kname, bp_err *e, const char *file, int line);
+#define BP_LAUNCHED(dc, kname)                                                                     \
+  do {                                                                                             \
+    if (bp_cuda_after_launch((dc), n, (kname), e, __FILE__, __LINE__) < 0) return -1;              \
+  } while (0)
+
+/* The device context of an eval call, or -1 with an error when ctx carries none. */
+int bp_cuda_ctx(bp_ctx *ctx, const bp_node *n, bp_cuda **dc, bp_err *e);
+
+/* A host view of input k of the current node: the caller's host copy (bp_cuda_set_host_inputs) or
+ * a download into a scratch buffer owned by the context. hv gets in->dtype/shape and host data.
+ * NULL input gives NULL. */
+int bp_cuda_host_view(bp_cuda *dc, const bp_node *n, bp_value *const *in, int nin, int k, bp_value *hv,
+                      bp_value **phv, bp_err *e);
+/* Releases the scratch buffers of host views (called by the executor between nodes). */
+void bp_cuda_scratch_clear(bp_cuda *dc);
+/* Records a host-staged run of op `op` (for the report). */
+void bp_cuda_note_host(bp_cuda *dc, const char *op);
+
+/* Elements covered by one launch of a grid-stride kernel of 256 threads. */
+unsigned bp_cuda_blocks(const bp_cuda *dc, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
