@@ -31,6 +31,7 @@ struct bp_cuda {
   const void *const *host_in; /* see bp_cuda_set_host_inputs */
   int nhost_in;
   int sync_each;           /* BP_CUDA_SYNC=1 */
+  int warned_gemm;         /* the GEMM fallback was reported */
   int64_t host_runs;
   char host_ops[1024];
   /* scratch host buffer for downloaded parameter inputs, kept until the next node */

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# scripts/gpu-test.sh [BUILD_DIR] [--prebuilt] — on a machine with a GPU: builds bitpipe with the CUDA
+# backend (the targets the GPU tests need) and runs the GPU tests, printing their tables:
+#   1. tests/gpu/test_gpu_ops    every CUDA op against the CPU backend (model nodes + random cases)
+#   2. tests/gpu/test_gpu_train  GPT-2 and Llama, 5 steps SGD / SGD+clip / AdamW, GPU vs CPU losses
+#   3. tests/gpu/run_memcheck.sh compute-sanitizer memcheck on one training step
+#   4. `bitpipec train --device cuda` through the command line in each precision, next to the CPU
+# --prebuilt: use the binaries already in BUILD_DIR (built on another x86-64 machine) instead of
+# building. Full logs go to $OUT when set (the device tool's output folder), else
+# /tmp/bitpipe-gpu-test. If .carry/debs holds the Debian packages the GPU machine lacks
+# (../shared/gpu/prepare.sh: protobuf-c, GLPK, onnx.proto, OpenBLAS) and protoc-c is missing, they are
+# unpacked into /tmp/deps and the build is pointed there. Exit status: 0 when every test passed,
+# 1 on a test failure, 3 when the build failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+dir=build-gpu
+prebuilt=0
+for a in "$@"; do
+  case $a in
+  --prebuilt) prebuilt=1 ;;
+  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+  *) dir=$a ;;
+  esac
+done
+log=${OUT:-/tmp/bitpipe-gpu-test}
+mkdir -p "$log"
+
+cmake_extra=()
+if [ -d .carry/debs ] && ! command -v protoc-c >/dev/null 2>&1; then
+  P=/tmp/deps
+  mkdir -p $P
+  for f in .carry/debs/*.deb; do dpkg -x "$f" $P; done
+  B=$P/usr/lib/x86_64-linux-gnu
+  export PATH=$P/usr/bin:$PATH LD_LIBRARY_PATH=$B:$B/openblas-pthread:${LD_LIBRARY_PATH:-} CPATH=$P/usr/include \
+    LIBRARY_PATH=$B:$B/openblas-pthread CMAKE_PREFIX_PATH=$P/usr PKG_CONFIG_PATH=$B/pkgconfig
+  cmake_extra=(-DONNX_PROTO=$P/usr/include/onnx/onnx.proto -DCBLAS_INCLUDE=$P/usr/include/x86_64-linux-gnu/openblas-pthread
+    -DBLAS_LIBRARIES=$B/openblas-pthread/libopenblas.so)
+  echo "deps: unpacked .carry/debs into $P"
+fi
+
+echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+if [ $prebuilt = 0 ]; then
+  t0=$(date +%s)
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_extra[@]}" >"$log/build.log" 2>&1 ||
+    ! cmake --build "$dir" -j"$(nproc)" --target bitpipec test_gpu_ops test_gpu_train gpu_probe >>"$log/build.log" 2>&1; then
+    grep -E "error|Error|CMake Error" -A4 "$log/build.log" | head -60
+    echo "build failed (log: $log/build.log)"
+    exit 3
+  fi
+  echo "== build ($dir): $(($(date +%s) - t0)) s"
+fi
+for b in tools/bitpipec tests/gpu/test_gpu_ops tests/gpu/test_gpu_train tests/gpu/gpu_probe; do
+  [ -x "$dir/$b" ] || { echo "missing $dir/$b"; exit 1; }
+done
+"$dir/tests/gpu/gpu_probe" || { echo "no GPU: nothing to test"; exit 0; }
+
+rc=0
+run() { # NAME COMMAND...: output into $log/NAME.log
+  local name=$1 s r
+  shift
+  s=$(date +%s)
+  "$@" >"$log/$name.log" 2>&1
+  r=$?
+  echo "== $name: exit $r, $(($(date +%s) - s)) s (log: $log/$name.log)"
+  return $r
+}
+run gpu_ops "$dir/tests/gpu/test_gpu_ops" models || rc=1
+run gpu_train "$dir/tests/gpu/test_gpu_train" models || rc=1
+run memcheck bash tests/gpu/run_memcheck.sh "$dir/tests/gpu/gpu_probe" "$dir/tools/bitpipec" models || rc=1
+{
+  for dev in "cpu fp32" "cuda fp32" "cuda tf32" "cuda bf16"; do
+    set -- $dev
+    echo "-- bitpipec train models/gpt2/train.onnx --optimizer adamw --lr 1e-3 --device $1 --precision $2"
+    TIMEFORMAT="   wall %R s"
+    time "$dir/tools/bitpipec" train models/gpt2/train.onnx --input input_ids=models/gpt2/input_ids.npy \
+      --targets models/gpt2/targets.npy --steps 5 --optimizer adamw --lr 1e-3 --weight-decay 0.01 --no-dropout \
+      --device "$1" --precision "$2" || echo "   FAILED"
+  done
+} >"$log/cli.log" 2>&1
+grep -q FAILED "$log/cli.log" && rc=1
+
+echo
+echo "#### op check (tests/gpu/test_gpu_ops)"
+cat "$log/gpu_ops.log"
+echo
+echo "#### training, GPU vs CPU (tests/gpu/test_gpu_train)"
+grep -E "^\||^device|FAIL|failed" "$log/gpu_train.log"
+echo
+echo "#### compute-sanitizer"
+grep -E "ERROR SUMMARY|LEAK SUMMARY|memcheck:|skipped" "$log/memcheck.log"
+echo
+echo "#### bitpipec train --device cuda"
+grep -E "^--|^step 5|^device|wall|FAILED|note" "$log/cli.log"
+echo
+[ $rc = 0 ] && echo "gpu-test: all passed" || echo "gpu-test: FAILURES (logs in $log)"
+exit $rc
