@@ -203,6 +203,17 @@ int bp_cmd_compile(int argc, char **argv) {
     fprintf(stderr, "bitpipec: -o %s names a directory; give the program's file name\n", out);
     return 2;
   }
+  { /* the output's directory, before any work */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0;
+    struct stat sd;
+    if (sl && *dir && (stat(dir, &sd) != 0 || !S_ISDIR(sd.st_mode))) {
+      fprintf(stderr, "bitpipec: -o %s: directory '%s' does not exist\n", out, dir);
+      return 1;
+    }
+  }
   if (no_cache) o.profile_cache = "";
   o.model = a.model;
   o.binds = a.binds, o.nbinds = a.nbinds;
@@ -277,7 +288,11 @@ int bp_cmd_compile(int argc, char **argv) {
   rc = 0;
   goto done;
 fail:
-  fprintf(stderr, "bitpipec: %s: %s\n", a.model, e.msg);
+  /* name the model unless the message starts with it; point at this command's spelling of a binding */
+  if (!strncmp(e.msg, a.model, strlen(a.model))) fprintf(stderr, "bitpipec: %s", e.msg);
+  else fprintf(stderr, "bitpipec: %s: %s", a.model, e.msg);
+  if (strstr(e.msg, "'sequence'") && strstr(e.msg, "not bound")) fprintf(stderr, " (here: --seq T)");
+  fprintf(stderr, "\n");
 done:
   bp_cg_free(&cg);
   return rc;
