@@ -3,7 +3,8 @@
 # backend (the targets the GPU tests need) and runs the GPU tests, printing their tables:
 #   1. tests/gpu/test_gpu_ops    every CUDA op against the CPU backend (model nodes + random cases)
 #   2. tests/gpu/test_gpu_train  GPT-2 and Llama, 5 steps SGD / SGD+clip / AdamW, GPU vs CPU losses
-#   3. tests/gpu/run_memcheck.sh compute-sanitizer memcheck on one training step
+#   3. tests/gpu/run_memcheck.sh compute-sanitizer memcheck on one training step, and memcheck on
+#      the whole op check (every kernel on every layout it tries)
 #   4. `bitpipec train --device cuda` through the command line in each precision, next to the CPU
 # --prebuilt: use the binaries already in BUILD_DIR (built on another x86-64 machine) instead of
 # building. Full logs go to $OUT when set (the device tool's output folder), else
@@ -18,7 +19,7 @@ prebuilt=0
 for a in "$@"; do
   case $a in
   --prebuilt) prebuilt=1 ;;
-  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
   *) dir=$a ;;
   esac
 done
@@ -67,6 +68,9 @@ run() { # NAME COMMAND...: output into $log/NAME.log
 run gpu_ops "$dir/tests/gpu/test_gpu_ops" models || rc=1
 run gpu_train "$dir/tests/gpu/test_gpu_train" models || rc=1
 run memcheck bash tests/gpu/run_memcheck.sh "$dir/tests/gpu/gpu_probe" "$dir/tools/bitpipec" models || rc=1
+# every kernel of the op check (random layouts included) under memcheck too
+cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+run memcheck_ops "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$dir/tests/gpu/test_gpu_ops" models || rc=1
 {
   for dev in "cpu fp32" "cuda fp32" "cuda tf32" "cuda bf16"; do
     set -- $dev
@@ -88,6 +92,7 @@ grep -E "^\||^device|FAIL|failed" "$log/gpu_train.log"
 echo
 echo "#### compute-sanitizer"
 grep -E "ERROR SUMMARY|LEAK SUMMARY|memcheck:|skipped" "$log/memcheck.log"
+echo "op check under memcheck: $(grep -E "ERROR SUMMARY|LEAK SUMMARY" "$log/memcheck_ops.log" | tr '\n' ' ')"
 echo
 echo "#### bitpipec train --device cuda"
 grep -E "^--|^step 5|^device|wall|FAILED|note" "$log/cli.log"

@@ -3,27 +3,11 @@
  * output), bool logic, and the variadic Min/Max/Sum/Mean. The formulas are those of
  * kernels/cpu/elementwise_unary.c / elementwise_binary.c in float (the CPU's float32 path);
  * other dtypes run host-staged (bp_cuda_eval_host). */
-#include "kernels/cuda/common.cuh"
-
-extern "C" {
-#include "kernels/cpu/elementwise.h"
-}
+#include "kernels/cuda/elementwise.cuh"
 
 #include <string.h>
 
 /* ---- unary ---------------------------------------------------------------------------------- */
-enum {
-  U_Neg, U_Abs, U_Sqrt, U_Reciprocal, U_Exp, U_Log, U_Erf, U_Tanh, U_Sigmoid, U_Relu, U_LeakyRelu,
-  U_Elu, U_Selu, U_Celu, U_Softplus, U_Softsign, U_HardSigmoid, U_HardSwish, U_ThresholdedRelu,
-  U_Shrink, U_Sin, U_Cos, U_Tan, U_Asin, U_Acos, U_Atan, U_Sinh, U_Cosh, U_Asinh, U_Acosh,
-  U_Atanh, U_Floor, U_Ceil, U_Round, U_Sign, U_Gelu, U_GeluTanh, U_IsNaN, U_IsInf, U_Not,
-};
-
-struct uparams {
-  float alpha, beta, gamma;
-  int detect_neg, detect_pos;
-};
-
 __device__ inline float unary_f(int op, float v, const uparams &p) {
   switch (op) {
   case U_Neg: return -v;
@@ -112,6 +96,9 @@ static int eval_unary(bp_ctx *ctx, const bp_node *n, int op, bp_value *const *in
   const bp_value *x = in[0];
   bp_value *y = out[0];
   int64_t count = bp_value_numel(x);
+  uparams p;
+  read_params(n, op, &p);
+  if (op == U_Gelu && bp_attr_string(n, "approximate", "none")[0] == 't') op = U_GeluTanh;
   if (op == U_Not && x->dtype == BP_BOOL) {
     if (count) {
       k_not<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>((const uint8_t *)x->data, (uint8_t *)y->data, count);
@@ -119,10 +106,10 @@ static int eval_unary(bp_ctx *ctx, const bp_node *n, int op, bp_value *const *in
     }
     return 0;
   }
-  if (x->dtype != BP_F32 || op == U_Not) return bp_cuda_eval_host(ctx, n, in, nin, out, nout, e);
-  uparams p;
-  read_params(n, op, &p);
-  if (op == U_Gelu && bp_attr_string(n, "approximate", "none")[0] == 't') op = U_GeluTanh;
+  if (x->dtype != BP_F32 || op == U_Not || op == U_BitwiseNot) {
+    int rc = bp_cuda_unary_generic(dc, n, op, &p, x, y, e);
+    return rc == 1 ? bp_cuda_eval_host(ctx, n, in, nin, out, nout, e) : rc;
+  }
   if (!count) return 0;
   if (op == U_IsNaN || op == U_IsInf) {
     k_unary_test<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>(op, p, (const float *)x->data,
@@ -144,7 +131,7 @@ CUDA_UNARY(Selu) CUDA_UNARY(Celu) CUDA_UNARY(Softplus) CUDA_UNARY(Softsign) CUDA
 CUDA_UNARY(HardSwish) CUDA_UNARY(ThresholdedRelu) CUDA_UNARY(Shrink) CUDA_UNARY(Sin) CUDA_UNARY(Cos)
 CUDA_UNARY(Tan) CUDA_UNARY(Asin) CUDA_UNARY(Acos) CUDA_UNARY(Atan) CUDA_UNARY(Sinh) CUDA_UNARY(Cosh)
 CUDA_UNARY(Asinh) CUDA_UNARY(Acosh) CUDA_UNARY(Atanh) CUDA_UNARY(Floor) CUDA_UNARY(Ceil) CUDA_UNARY(Round)
-CUDA_UNARY(Sign) CUDA_UNARY(Gelu) CUDA_UNARY(IsNaN) CUDA_UNARY(IsInf) CUDA_UNARY(Not)
+CUDA_UNARY(Sign) CUDA_UNARY(Gelu) CUDA_UNARY(IsNaN) CUDA_UNARY(IsInf) CUDA_UNARY(Not) CUDA_UNARY(BitwiseNot)
 
 /* ---- binary --------------------------------------------------------------------------------- */
 /* numpy's minimum/maximum propagate NaN; Mod takes the divisor's sign (kernels/cpu). */
@@ -211,8 +198,9 @@ __global__ void k_binary_bool(int op, bp_walk w, const uint8_t *a, const uint8_t
   }
 }
 
-/* out = a op b with broadcasting (out may alias a when a has out's shape). 1: not handled here
- * (dtype), 0 done, -1 error. */
+/* out = a op b with broadcasting (out may alias a when a has out's shape): float32 here, other
+ * dtypes through bp_cuda_binary_generic. 1: not handled (the CPU kernel reports the dtype), 0 done,
+ * -1 error. */
 static int binary_apply(bp_cuda *dc, const bp_node *n, ew_binop op, const bp_value *a, const bp_value *b,
                         bp_value *o, bp_err *e) {
   int64_t count = bp_value_numel(o);
@@ -227,9 +215,9 @@ static int binary_apply(bp_cuda *dc, const bp_node *n, ew_binop op, const bp_val
     BP_LAUNCHED(dc, "k_binary_bool");
     return 0;
   }
-  if (a->dtype != BP_F32 || b->dtype != BP_F32) return 1;
   int cmp = is_cmp(op);
-  if ((cmp && o->dtype != BP_BOOL) || (!cmp && o->dtype != BP_F32)) return 1;
+  if (a->dtype != BP_F32 || b->dtype != BP_F32 || (cmp && o->dtype != BP_BOOL) || (!cmp && o->dtype != BP_F32))
+    return bp_cuda_binary_generic(dc, n, op, a, b, o, e);
   if (op == EW_B_AND || op == EW_B_OR || op == EW_B_XOR || op == EW_B_BAND || op == EW_B_BOR ||
       op == EW_B_BXOR || op == EW_B_SHL || op == EW_B_SHR)
     return 1; /* integer-only ops on float: the CPU kernel reports the dtype */
@@ -274,6 +262,10 @@ CUDA_BINARY(And, EW_B_AND)
 CUDA_BINARY(Or, EW_B_OR)
 CUDA_BINARY(Xor, EW_B_XOR)
 CUDA_BINARY(PRelu, EW_B_PRELU)
+CUDA_BINARY(BitwiseAnd, EW_B_BAND)
+CUDA_BINARY(BitwiseOr, EW_B_BOR)
+CUDA_BINARY(BitwiseXor, EW_B_BXOR)
+CUDA_BINARY(BitShift, strcmp(bp_attr_string(n, "direction", "LEFT"), "RIGHT") == 0 ? EW_B_SHR : EW_B_SHL)
 
 /* ---- variadic Min/Max/Sum/Mean: broadcast-copy the first input, fold the others in place ---- */
 __global__ void k_scale_f32(float *y, float s, int64_t count) {
@@ -284,12 +276,17 @@ static int eval_variadic(bp_ctx *ctx, const bp_node *n, ew_binop op, int mean, b
                          bp_value *const *out, int nout, bp_err *e) {
   BP_CUDA_DC(dc);
   bp_value *y = out[0];
-  int ok = y->dtype == BP_F32;
-  for (int k = 0; k < nin; k++) ok &= in[k] && in[k]->dtype == BP_F32;
+  /* float32, and (but Mean) the other dtypes the exact path covers */
+  int ok = y->dtype == BP_F32 || (!mean && y->dtype != BP_F16 && y->dtype != BP_BF16 && y->dtype != BP_BOOL &&
+                                  bp_dtype_size(y->dtype) && y->dtype != BP_STRING);
+  for (int k = 0; k < nin; k++) ok &= in[k] && in[k]->dtype == y->dtype;
   if (!ok) return bp_cuda_eval_host(ctx, n, in, nin, out, nout, e);
   if (bp_cuda_broadcast_copy(dc, n, in[0], y, e)) return -1;
-  for (int k = 1; k < nin; k++)
-    if (binary_apply(dc, n, op, y, in[k], y, e)) return -1; /* float32 is always handled (0 or -1) */
+  for (int k = 1; k < nin; k++) {
+    int rc = binary_apply(dc, n, op, y, in[k], y, e); /* MIN/MAX/ADD on these dtypes: 0 or -1 */
+    if (rc) return rc < 0 ? -1 : bp_errf(e, "node '%s' (%s): internal: dtype %s not handled", n->name, n->op_type,
+                                         bp_dtype_name(y->dtype));
+  }
   int64_t count = bp_value_numel(y);
   if (mean && count) {
     k_scale_f32<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>((float *)y->data, (float)nin, count);

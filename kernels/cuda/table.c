@@ -14,11 +14,13 @@
 #define BINARY_OPS(X)                                                                              \
   X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Mod) X(Equal) X(Less) X(Greater) X(LessOrEqual) X(GreaterOrEqual) X(PRelu)
 #define BOOL_OPS(X) X(And) X(Or) X(Xor) X(Not)
+#define INT_OPS(X) X(BitwiseAnd) X(BitwiseOr) X(BitwiseXor) X(BitwiseNot) X(BitShift)
 #define VARIADIC_OPS(X) X(Min) X(Max) X(Sum) X(Mean)
 #define DECL_EW(op) DECL(bp_cuda_eval_##op)
 UNARY_OPS(DECL_EW)
 BINARY_OPS(DECL_EW)
 BOOL_OPS(DECL_EW)
+INT_OPS(DECL_EW)
 VARIADIC_OPS(DECL_EW)
 DECL(bp_cuda_eval_Where) DECL(bp_cuda_eval_Cast) DECL(bp_cuda_eval_CastLike) DECL(bp_cuda_eval_Clip)
 DECL(bp_cuda_eval_identity) DECL(bp_cuda_eval_transpose) DECL(bp_cuda_eval_expand) DECL(bp_cuda_eval_tile)
@@ -34,17 +36,23 @@ DECL(bp_cuda_eval_reduce_l2) DECL(bp_cuda_eval_reduce_log_sum) DECL(bp_cuda_eval
 DECL(bp_cuda_eval_sum_to)
 DECL(bp_cuda_eval_sce) DECL(bp_cuda_eval_sce_grad)
 DECL(bp_cuda_eval_dropout) DECL(bp_cuda_eval_dropout_grad) DECL(bp_cuda_eval_gelu_grad)
+DECL(bp_cuda_eval_argmax) DECL(bp_cuda_eval_argmin) DECL(bp_cuda_eval_hardmax) DECL(bp_cuda_eval_cumsum)
+DECL(bp_cuda_eval_trilu) DECL(bp_cuda_eval_constant_of_shape) DECL(bp_cuda_eval_eye_like) DECL(bp_cuda_eval_pad)
 
 #define F32 "float32"
+#define NUM "float32 (float64, integers: exact path)"
+#define INT "integers"
 #define ANY "any dtype"
 #define OWN(name, fn, dt) {NULL, name, fn, BP_CUDA_OWN, dt}
 #define OWN_G(name, fn, dt) {"bitpipe", name, fn, BP_CUDA_OWN, dt}
-#define OWN_EW(op) OWN(#op, bp_cuda_eval_##op, F32),
+#define OWN_EW(op) OWN(#op, bp_cuda_eval_##op, NUM),
+#define OWN_INT(op) OWN(#op, bp_cuda_eval_##op, INT),
 
 static const bp_cuda_op own_ops[] = {
     UNARY_OPS(OWN_EW)
     BINARY_OPS(OWN_EW)
     VARIADIC_OPS(OWN_EW)
+    INT_OPS(OWN_INT)
     OWN("And", bp_cuda_eval_And, "bool"),
     OWN("Or", bp_cuda_eval_Or, "bool"),
     OWN("Xor", bp_cuda_eval_Xor, "bool"),
@@ -85,6 +93,14 @@ static const bp_cuda_op own_ops[] = {
     OWN("ReduceLogSum", bp_cuda_eval_reduce_log_sum, F32),
     OWN("ReduceLogSumExp", bp_cuda_eval_reduce_log_sum_exp, F32),
     OWN("Dropout", bp_cuda_eval_dropout, F32),
+    OWN("ArgMax", bp_cuda_eval_argmax, "float32, float64, integers"),
+    OWN("ArgMin", bp_cuda_eval_argmin, "float32, float64, integers"),
+    OWN("Hardmax", bp_cuda_eval_hardmax, F32),
+    OWN("CumSum", bp_cuda_eval_cumsum, "float32, float64, integers"),
+    OWN("Trilu", bp_cuda_eval_trilu, ANY),
+    OWN("ConstantOfShape", bp_cuda_eval_constant_of_shape, ANY),
+    OWN("EyeLike", bp_cuda_eval_eye_like, ANY),
+    OWN("Pad", bp_cuda_eval_pad, "any dtype, constant mode (other modes: host)"),
     OWN_G("SumTo", bp_cuda_eval_sum_to, F32),
     OWN_G("SoftmaxGrad", bp_cuda_eval_softmax_grad, F32),
     OWN_G("LayerNormGrad", bp_cuda_eval_layernorm_grad, F32),

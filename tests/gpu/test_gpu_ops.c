@@ -308,7 +308,7 @@ static void random_cases(void) {
   rc_begin();
   RUN(nd(NULL, "Not", 1, 1, RT(BP_BOOL, 0, 1, 5, 7)), "Not");
   rc_begin();
-  RUN(nd(NULL, "Neg", 1, 1, RT(BP_I64, -50, 50, 9)), "Neg int64 (host)");
+  RUN(nd(NULL, "Neg", 1, 1, RT(BP_I64, -50, 50, 9)), "Neg int64");
 
   /* binary with broadcasting */
   static const char *bin[] = {"Add", "Sub", "Mul", "Div", "Pow", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Min", "Max"};
@@ -340,7 +340,7 @@ static void random_cases(void) {
     RUN(nd(NULL, logic[i], 1, 2, RT(BP_BOOL, 0, 1, 3, 1, 4), RT(BP_BOOL, 0, 1, 5, 1)), logic[i]);
   }
   rc_begin();
-  RUN(nd(NULL, "Add", 1, 2, RT(BP_I64, -9, 9, 4, 3), RT(BP_I64, -9, 9, 3)), "Add int64 (host)");
+  RUN(nd(NULL, "Add", 1, 2, RT(BP_I64, -9, 9, 4, 3), RT(BP_I64, -9, 9, 3)), "Add int64");
   rc_begin();
   RUN(nd(NULL, "PRelu", 1, 2, RF(-3, 3, 4, 6), RF(0, 0.5, 6)), "PRelu");
   static const char *var[] = {"Min", "Max", "Sum", "Mean"};
@@ -349,7 +349,39 @@ static void random_cases(void) {
     RUN(nd(NULL, var[i], 1, 3, RF(-3, 3, 2, 1, 5), RF(-3, 3, 3, 1), RF(-3, 3, 5)), var[i]);
   }
   rc_begin();
-  RUN(nd(NULL, "BitwiseAnd", 1, 2, RT(BP_I32, 0, 255, 17), RT(BP_I32, 0, 255, 17)), "BitwiseAnd (host)");
+  RUN(nd(NULL, "BitwiseAnd", 1, 2, RT(BP_I32, 0, 255, 17), RT(BP_I32, 0, 255, 17)), "BitwiseAnd");
+
+  /* integer and float64 elementwise (the exact path) */
+  static const char *iops[] = {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Min", "Max", "Less", "Equal", "BitwiseOr", "BitwiseXor"};
+  for (size_t i = 0; i < sizeof iops / sizeof iops[0]; i++) {
+    char label[64];
+    snprintf(label, sizeof label, "%s int32", iops[i]);
+    rc_begin();
+    int pw = !strcmp(iops[i], "Pow");
+    x = RT(BP_I32, pw ? -3 : -40, pw ? 3 : 40, 4, 1, 6);
+    y = RT(BP_I32, pw ? -1 : -9, pw ? 5 : 9, 5, 1);
+    RUN(nd(NULL, iops[i], 1, 2, x, y), label);
+  }
+  rc_begin();
+  RUN(nd(NULL, "Div", 1, 2, RT(BP_U8, 0, 255, 30), RT(BP_U8, 0, 9, 30)), "Div uint8");
+  rc_begin();
+  nn = nd(NULL, "BitShift", 1, 2, RT(BP_U32, 0, 100000, 16), RT(BP_U32, 0, 33, 16));
+  AS(nn, "direction", "RIGHT");
+  RUN(nn, "BitShift right uint32");
+  rc_begin();
+  nn = nd(NULL, "BitShift", 1, 2, RT(BP_U8, 0, 255, 16), RT(BP_U8, 0, 9, 16));
+  AS(nn, "direction", "LEFT");
+  RUN(nn, "BitShift left uint8");
+  rc_begin();
+  RUN(nd(NULL, "BitwiseNot", 1, 1, RT(BP_I16, -300, 300, 20)), "BitwiseNot int16");
+  rc_begin();
+  RUN(nd(NULL, "Abs", 1, 1, RT(BP_I8, -128, 127, 40)), "Abs int8");
+  rc_begin();
+  RUN(nd(NULL, "Exp", 1, 1, RT(BP_F64, -3, 3, 4, 9)), "Exp float64");
+  rc_begin();
+  RUN(nd(NULL, "Add", 1, 2, RT(BP_F64, -3, 3, 4, 9), RT(BP_F64, -3, 3, 9)), "Add float64");
+  rc_begin();
+  RUN(nd(NULL, "Sum", 1, 3, RT(BP_I64, -9, 9, 2, 3), RT(BP_I64, -9, 9, 3), RT(BP_I64, -9, 9, 2, 1)), "Sum int64");
 
   /* Clip, Where, Cast */
   rc_begin();
@@ -394,7 +426,7 @@ static void random_cases(void) {
   rc_begin();
   RUN(nd(NULL, "Softmax", 1, 1, RF(-5, 5, 2, 1000)), "Softmax long rows");
   rc_begin();
-  RUN(nd(NULL, "Hardmax", 1, 1, RF(-5, 5, 4, 9)), "Hardmax (host)");
+  RUN(nd(NULL, "Hardmax", 1, 1, RF(-5, 5, 4, 9)), "Hardmax");
 
   /* normalisations */
   rc_begin();
@@ -429,7 +461,7 @@ static void random_cases(void) {
   rc_begin();
   RUN(nd(NULL, "ReduceSum", 1, 2, RF(-3, 3, 3, 4), -1), "ReduceSum all");
   rc_begin();
-  RUN(nd(NULL, "ArgMax", 1, 1, RF(-3, 3, 4, 9)), "ArgMax (host)");
+  RUN(nd(NULL, "ArgMax", 1, 1, RF(-3, 3, 4, 9)), "ArgMax");
 
   /* data movement */
   rc_begin();
@@ -488,11 +520,40 @@ static void random_cases(void) {
   RUN(nn, "GatherElements");
   rc_begin();
   nn = nd(NULL, "CumSum", 1, 2, RF(-3, 3, 4, 5), CI(1));
-  RUN(nn, "CumSum (host)");
+  RUN(nn, "CumSum");
   rc_begin();
-  RUN(nd(NULL, "Pad", 1, 3, RF(-3, 3, 3, 4), CI(1, 0, 2, 1), scalar_f32(0.5)), "Pad (host)");
+  nn = nd(NULL, "CumSum", 1, 2, RT(BP_I64, -9, 9, 3, 4, 5), CI(0));
+  AI(nn, "exclusive", 1);
+  AI(nn, "reverse", 1);
+  RUN(nn, "CumSum int64 exclusive reverse");
   rc_begin();
-  RUN(nd(NULL, "Trilu", 1, 1, RF(-3, 3, 4, 5)), "Trilu (host)");
+  nn = nd(NULL, "ArgMin", 1, 1, RT(BP_I64, -3, 3, 4, 9, 2));
+  AI(nn, "axis", 1);
+  AI(nn, "keepdims", 0);
+  AI(nn, "select_last_index", 1);
+  RUN(nn, "ArgMin int64 last index");
+  rc_begin();
+  nn = nd(NULL, "Trilu", 1, 2, RT(BP_I64, -9, 9, 2, 5, 6), CI(1));
+  AI(nn, "upper", 0);
+  RUN(nn, "Trilu lower k=1");
+  rc_begin();
+  RUN(nd(NULL, "Pad", 1, 2, RT(BP_I32, -9, 9, 3, 4), CI(-1, 2, 1, 0)), "Pad int32 with crop");
+  rc_begin();
+  nn = nd(NULL, "Pad", 1, 2, RF(-3, 3, 3, 4), CI(1, 2, 1, 2));
+  AS(nn, "mode", "reflect");
+  RUN(nn, "Pad reflect (host)");
+  rc_begin();
+  nn = nd(NULL, "EyeLike", 1, 1, RF(-3, 3, 4, 6));
+  AI(nn, "k", -1);
+  RUN(nn, "EyeLike k=-1");
+  rc_begin();
+  RUN(nd(NULL, "ConstantOfShape", 1, 1, CI(3, 4)), "ConstantOfShape default");
+  rc_begin();
+  RUN(nd(NULL, "GatherND", 1, 2, RF(-3, 3, 4, 5, 2), RT(BP_I64, 0, 3, 3, 1)), "GatherND (host)");
+  rc_begin();
+  RUN(nd(NULL, "Pad", 1, 3, RF(-3, 3, 3, 4), CI(1, 0, 2, 1), scalar_f32(0.5)), "Pad constant");
+  rc_begin();
+  RUN(nd(NULL, "Trilu", 1, 1, RF(-3, 3, 4, 5)), "Trilu");
   rc_begin();
   nn = nd(NULL, "Einsum", 1, 2, RF(-3, 3, 2, 3, 4), RF(-3, 3, 2, 4, 5));
   AS(nn, "equation", "bij,bjk->bik");
