@@ -34,7 +34,11 @@
  * buffer. Stage s's act_out range has the same size and tensor list (shapes, dtypes) as stage s+1's
  * act_in range; grad_out of stage s+1 matches grad_in of stage s. Non-float boundary tensors (an
  * integer mask forwarded along) have no gradient: the grad ranges hold the float ones only, in
- * order.
+ * order. Transfers are asynchronous: a receive may land in its act_in / grad_in range at any time
+ * while the slot is held, and a send reads act_out / grad_out until the slot is given back; so
+ * these four ranges (and the data inputs and loss_weight, which the runtime writes) share their
+ * bytes with no other tensor of the slot, and nothing writes act_out / grad_out after the
+ * instruction that produces them.
  */
 #ifndef BITPIPE_RUNTIME_PLAN_H
 #define BITPIPE_RUNTIME_PLAN_H
@@ -106,7 +110,8 @@ typedef struct bp_rt_stage {
   int n_grad_in; const int *grad_in;   bp_rt_range grad_in_range;   /* seeds for float act_out */
   int n_grad_out; const int *grad_out; bp_rt_range grad_out_range;  /* gradients of float act_in */
   int n_data; const bp_rt_data_input *data;
-  int loss;                /* last stage: the loss tensor (float scalar, SLOT); else -1 */
+  int loss;                /* last stage: the micro-batch's loss before weighting (float scalar,
+                              SLOT; the mean over its counted tokens); else -1 */
   int loss_weight;         /* last stage: float scalar input (SLOT) the runtime writes; else -1 */
   int nparams;
   const bp_rt_param *params;
@@ -190,5 +195,18 @@ typedef struct bp_rt_weights_header {
   uint64_t total_bytes;
   uint8_t reserved[32];    /* zero */
 } bp_rt_weights_header;
+
+/* Memory accounting, one definition for the compiler (planned_rank_bytes) and the runtime (what
+ * it allocates): runtime/memplan.c, in library bitpipe_rtplan (no MPI; libbitpipe includes it).
+ * Slots of local chunk c on rank r: the most micro-batches of c alive at once, where (c, m) is
+ * alive from the first to the last instruction of program->rank[r] naming it (LOCAL_ACT and
+ * LOCAL_GRAD also name the neighbour chunk that receives the hand-over: the next / previous
+ * stage of the same pipe). Bytes of rank r: over its chunks, param_bytes * (2 + optimizer
+ * states: 1 for SGD, 2 for AdamW) + const_bytes + slots * slot_bytes, plus the largest
+ * work_bytes among its chunks. Both return -1 on an inconsistent plan (err says why). */
+int bp_rt_chunk_slots(const bp_program *p, int r, int *slots /* [chunks_per_rank] */, char *err,
+                      size_t errlen);
+int64_t bp_rt_rank_bytes(const bp_rt_model *m, const bp_program *p, int r, int optimizer, char *err,
+                         size_t errlen);
 
 #endif

@@ -1,0 +1,29 @@
+/* runtime/log.c — output conventions of ./train: errors carry the world rank that found them
+ * ("rank R: ..."), and what every rank would print alike (the configuration, step lines, the
+ * summary) is printed by world rank 0 only, on stdout, flushed per line so a killed job still
+ * shows its last steps. */
+#include "runtime/rt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int bp_rt_errf(bp_rt *rt, bp_err *e, const char *fmt, ...) {
+  if (e->set) return -1;
+  char msg[sizeof e->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (rt && strncmp(msg, "rank ", 5) != 0) return bp_errf(e, "rank %d: %s", rt->wrank, msg);
+  return bp_errf(e, "%s", msg);
+}
+
+void bp_rt_say(bp_rt *rt, const char *fmt, ...) {
+  if (rt->wrank != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+}

@@ -1,0 +1,65 @@
+/* runtime/transport.c — what every transport shares: the watchdog wait (poll the request, sleep a
+ * little between polls so oversubscribed ranks leave the CPU to the ranks computing, abort the job
+ * with one line naming the rank waited for when the timeout passes), and the blocking helpers
+ * built on the non-blocking calls (so they are watched too). */
+#include "runtime/transport.h"
+
+#include <stdio.h>
+#include <time.h>
+
+double bp_tp_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int bp_tp_test(bp_tp *t, int req, int *done) { return t->impl->test(t, req, done); }
+
+int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why) {
+  double t0 = bp_tp_now(), now = t0;
+  long polls = 0;
+  for (;;) {
+    int done = 0;
+    if (t->impl->test(t, req, &done) < 0) return -1;
+    if (done) break;
+    polls++;
+    now = bp_tp_now();
+    if (now - t0 > t->timeout_s) {
+      char mb[48] = "";
+      if (why && why->mb >= 0) snprintf(mb, sizeof mb, " for micro-batch %d", why->mb);
+      if (why && why->peer >= 0)
+        fprintf(stderr, "rank %d: no %s%s from rank %d after %.0f s (rank %d may have died)\n", t->rank,
+                why->what, mb, why->peer, now - t0, why->peer);
+      else
+        fprintf(stderr, "rank %d: %s not complete after %.0f s (a rank taking part may have died)\n", t->rank,
+                why ? why->what : "a transfer", now - t0);
+      fflush(stderr);
+      t->impl->abort(t, 1);
+      return -1; /* not reached */
+    }
+    /* Spin briefly (a message usually lands within microseconds of a short compute), then sleep
+     * between polls: with more ranks than cores the senders need the CPU. */
+    if (polls > 64) {
+      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  t->waited_s += now - t0;
+  return 0;
+}
+
+int bp_tp_allreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dtype dtype, const char *what) {
+  int req;
+  if (t->impl->iallreduce(t, group, buf, count, dtype, &req) < 0) return -1;
+  bp_tp_why why = {what, -1, -1};
+  return bp_tp_wait(t, req, &why);
+}
+
+int bp_tp_barrier(bp_tp *t, int group, const char *what) {
+  int req;
+  if (t->impl->ibarrier(t, group, &req) < 0) return -1;
+  bp_tp_why why = {what, -1, -1};
+  return bp_tp_wait(t, req, &why);
+}
+
+void bp_tp_abort(bp_tp *t, int code) { t->impl->abort(t, code); }

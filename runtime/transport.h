@@ -1,0 +1,72 @@
+/* runtime/transport.h — the runtime's communication interface: non-blocking point-to-point
+ * messages, non-blocking all-reduce and barrier over groups of ranks, and abort. The executor only
+ * talks to this interface; transport_mpi.c implements it with MPI (CPU ranks), and a NCCL
+ * implementation for GPU ranks can sit beside it (bootstrapped through the same MPI world).
+ *
+ * Requests are small integers naming an operation in flight; bp_tp_wait completes one under a
+ * watchdog: a wait that lasts longer than the transport's timeout prints one line naming the
+ * rank waited for and aborts the whole job, so a dead or stuck rank never leaves the others
+ * hanging. Groups are small integers too: 0 is the world; bp_tp_split makes more (collective).
+ *
+ * Errors: functions return 0 or -1 with the message in t->err (naming the call and the rank). */
+#ifndef BITPIPE_RUNTIME_TRANSPORT_H
+#define BITPIPE_RUNTIME_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bp_tp bp_tp;
+
+typedef enum bp_tp_dtype { BP_TP_F32 = 0, BP_TP_F64 } bp_tp_dtype;
+
+typedef struct bp_tp_impl {
+  const char *name;
+  /* p2p: peer and tag are ranks of `group` */
+  int (*isend)(bp_tp *t, int group, const void *buf, int64_t nbytes, int peer, int tag, int *req);
+  int (*irecv)(bp_tp *t, int group, void *buf, int64_t nbytes, int peer, int tag, int *req);
+  /* *done = 1 when the request completed (it is then released) */
+  int (*test)(bp_tp *t, int req, int *done);
+  /* in-place sum over the group's ranks */
+  int (*iallreduce)(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dtype dtype, int *req);
+  int (*ibarrier)(bp_tp *t, int group, int *req);
+  /* collective over the world: ranks giving the same color >= 0 form a group ordered by key;
+   * color < 0: no group (*group = -1) */
+  int (*split)(bp_tp *t, int color, int key, int *group);
+  int (*group_size)(bp_tp *t, int group, int *size);
+  void (*abort)(bp_tp *t, int code);
+  int (*finalize)(bp_tp *t);
+} bp_tp_impl;
+
+struct bp_tp {
+  const bp_tp_impl *impl;
+  int rank, size;       /* in the world */
+  double timeout_s;     /* watchdog of bp_tp_wait */
+  double waited_s;      /* total time spent in bp_tp_wait (for the idle figures) */
+  void *state;          /* the implementation's */
+  char err[512];
+};
+
+/* What a wait is for, for the watchdog's message:
+ *   "rank R: no <what> for micro-batch M from rank P after S s (rank P may have died)" (peer >= 0)
+ *   "rank R: <what> not complete after S s (a rank taking part may have died)" (peer < 0) */
+typedef struct bp_tp_why {
+  const char *what;     /* "activation", "gradient", "gradient all-reduce of stage 3", ... */
+  int mb;               /* -1: none */
+  int peer;             /* world rank, -1: a collective */
+} bp_tp_why;
+
+/* MPI: initialises MPI (argc/argv as MPI_Init's) and fills *t; -1 with a message on stderr. */
+int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv);
+
+/* Completes req under the watchdog (aborts the job on timeout; does not return then). */
+int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why);
+/* Tests without blocking; *done = 1 when complete. */
+int bp_tp_test(bp_tp *t, int req, int *done);
+/* Sum over the group, blocking under the watchdog (iallreduce + wait). */
+int bp_tp_allreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dtype dtype, const char *what);
+int bp_tp_barrier(bp_tp *t, int group, const char *what);
+void bp_tp_abort(bp_tp *t, int code);
+
+double bp_tp_now(void); /* monotonic seconds */
+
+#endif
