@@ -6,8 +6,12 @@ and gradient norm within a relative 1e-5, dropout off on both sides.
 Also compiles the emitted train.c on its own with -Wall -Wextra -Werror (the generated source is
 warning-free), and checks the files the compiler writes (weights header, plan JSON).
 
-usage: test_compile_run.py BITPIPEC MODELS_DIR FAMILY SCHEDULE [-D 4] [-N 8] [--steps 5] [--optimizer sgd]
-       [--cc CC] [--workdir DIR]
+With --save-onnx, the run also writes its trained weights into a copy of the ONNX file, and that
+copy's loss on the batch (bitpipec train --steps 1) must equal the single process's loss at step
+steps + 1: the parameters' raw_data offsets the compiler recorded are right (tied weights included).
+
+usage: test_compile_run.py BITPIPEC MODELS_DIR FAMILY SCHEDULE [-D 4] [-N 8] [--micro-batch 1] [--steps 5]
+       [--optimizer sgd] [--save-onnx] [--cc CC] [--workdir DIR]
 Prints one line: family, schedule, worst relative differences, measured and predicted bubble."""
 import json
 import os
@@ -35,6 +39,7 @@ def steps_of(text):
 def main():
     bitpipec, models, fam, sched = sys.argv[1:5]
     D, N, steps = int(arg("-D", "4")), int(arg("-N", "8")), int(arg("--steps", "5"))
+    B, save = int(arg("--micro-batch", "1")), "--save-onnx" in sys.argv
     opt, cc = arg("--optimizer", "sgd"), arg("--cc", "cc")
     d = os.path.join(models, fam)
     ids, tg = os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
@@ -43,7 +48,7 @@ def main():
     try:
         train = os.path.join(work, "train")
         p = subprocess.run([bitpipec, os.path.join(d, "train.onnx"), "-o", train, "-D", str(D), "-N", str(N),
-                            "--seq", "16", "--schedule", sched, "--no-dropout", "--device-model", "h100"] + hyper,
+                            "--micro-batch", str(B), "--seq", "16", "--schedule", sched, "--no-dropout", "--device-model", "h100"] + hyper,
                            capture_output=True, text=True)
         if p.returncode != 0:
             print(f"FAIL {fam} {sched}: bitpipec exit {p.returncode}\n{p.stdout}\n{p.stderr}")
@@ -69,6 +74,9 @@ def main():
         extra = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
         run = [mpirun] + extra + ["-np", str(D), train, "--input", "input_ids=" + ids, "--targets", tg,
                                   "--steps", str(steps)]
+        saved = os.path.join(work, "saved.onnx")
+        if save:
+            run += ["--save-onnx", saved]
         r = subprocess.run(run, capture_output=True, text=True, timeout=300)
         got = steps_of(r.stdout)
         if r.returncode != 0 or len(got) != steps:
@@ -76,10 +84,10 @@ def main():
                   f"{r.stderr[-3000:]}")
             return 1
         ref = subprocess.run([bitpipec, "train", os.path.join(d, "train.onnx"), "--input", "input_ids=" + ids,
-                              "--targets", tg, "--steps", str(steps), "--no-dropout"] + hyper,
+                              "--targets", tg, "--steps", str(steps + save), "--no-dropout"] + hyper,
                              capture_output=True, text=True)
         want = steps_of(ref.stdout)
-        if ref.returncode != 0 or len(want) != steps:
+        if ref.returncode != 0 or len(want) != steps + save:
             print(f"FAIL {fam} {sched}: bitpipec train exit {ref.returncode}\n{ref.stderr}")
             return 1
         dl = max(abs(a[1] - b[1]) / abs(b[1]) for a, b in zip(got, want))
@@ -90,7 +98,15 @@ def main():
             if w and w[0] == "mean" and len(w) >= 3:
                 bub = f"bubble measured {w[-2]} predicted {w[-1]}"
         ok = dl <= 1e-5 and dg <= 1e-5
-        print(f"{'ok  ' if ok else 'FAIL'} {fam:6s} {sched:15s} D={D} N={N} {opt}: loss rel diff {dl:.2e}, "
+        if save:
+            sv = subprocess.run([bitpipec, "train", saved, "--input", "input_ids=" + ids, "--targets", tg, "--steps",
+                                 "1", "--no-dropout"], capture_output=True, text=True)
+            got_s = steps_of(sv.stdout)
+            ds = abs(got_s[0][1] - want[steps][1]) / abs(want[steps][1]) if sv.returncode == 0 and got_s else float("inf")
+            bub += f"; --save-onnx copy: loss {got_s[0][1] if got_s else None!r} vs step {steps + 1} {want[steps][1]!r} " \
+                   f"(rel diff {ds:.2e})"
+            ok = ok and ds <= 1e-5
+        print(f"{'ok  ' if ok else 'FAIL'} {fam:6s} {sched:15s} D={D} N={N} B={B} {opt}: loss rel diff {dl:.2e}, "
               f"grad_norm rel diff {dg:.2e} over {steps} steps; {bub}")
         if not ok:
             for a, b in zip(got, want):
