@@ -153,13 +153,8 @@ typedef struct bp_rt_plan {
   bp_rt_hparams hp;
   double predicted_step_s;     /* the simulator's step time with the compile-time costs */
   const double *predicted_bubble; /* [D] */
-  const int64_t *planned_rank_bytes; /* [D] what the memory plan says each rank allocates:
-                                 sum over the rank's chunks c of param_bytes * (2 + k) (weights,
-                                 gradient accumulator, k optimizer states: 1 SGD momentum, 2 AdamW)
-                                 + const_bytes + slots(c) * slot_bytes, plus the largest work_bytes
-                                 of its chunks; slots(c) = the most micro-batches of c in flight at
-                                 once, a micro-batch being in flight from the first to the last
-                                 instruction of the rank's program that names (c, mb), inclusive */
+  const int64_t *planned_rank_bytes; /* [D] what the memory plan says each rank allocates: the
+                                 compiler calls bp_rt_rank_bytes (below), as the runtime does */
   const char *plan_json;       /* the plan file written next to the program */
 } bp_rt_plan;
 
