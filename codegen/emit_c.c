@@ -320,7 +320,7 @@ static void emit_range(FILE *f, const char *name, int s, int n, const bp_rt_rang
 
 int bp_cg_emit_c(const bp_cg *cg, const char *path, const char *weights_name, const char *plan_name,
                  const char *command_line, const char *rebuild, bp_err *e) {
-  FILE *f = fopen(path, "w+");
+  FILE *f = fopen(path, "w");
   if (!f) return bp_errf(e, "%s: cannot open for writing", path);
   const bp_graph *G = cg->t->g;
   const bp_program *p = &cg->prog;

@@ -177,6 +177,8 @@ int bp_cg_prepare(bp_cg *cg, const bp_cg_opts *o, FILE *log, bp_err *e) {
   }
   int64_t tokens = o->micro_batch;
   if (cg->token_input >= 0) tokens = bp_value_numel(&g->tensors[cg->token_input]->v);
+  /* forward + backward per token: the backward of a matmul is two matmuls of the same size, so the
+   * usual 3 x forward (the convention of MFU figures) */
   cg->flops_per_token = tokens > 0 ? 3.0 * fl / (double)tokens : 0;
   int64_t pel = 0;
   for (int i = 0; i < t->nparams; i++) pel += bp_value_numel(&g->tensors[t->params[i]]->v);
