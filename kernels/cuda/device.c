@@ -114,6 +114,8 @@ fail:
   return NULL;
 }
 
+/* Teardown: the calls' status is not checked (there is nothing left to report it to, and a failed
+ * release must not hide the error that led here). */
 void bp_cuda_free(bp_cuda *dc) {
   if (!dc) return;
   bp_cuda_scratch_clear(dc);

@@ -10,7 +10,8 @@
  * Relative error: max|gpu - cpu| / max|cpu| per output (tests/gpu/gpu_check.h); tolerances fp32
  * 1e-5, tf32 1e-3, bf16 2e-2 (GEMM-bearing ops); integer/bool outputs (and Dropout's mask) exact.
  * Outputs are poisoned (all bits set) before each GPU run, so an element a kernel fails to write
- * shows up as NaN. Prints the table (op, precision, cases, worst error, own|host) and exits 1 on any
+ * shows up as NaN. 3. Bad data (an index or target out of range) must be reported by the GPU kernel
+ * (device flag, naming the node) where the CPU kernel refuses it. Prints the table (op, precision, cases, worst error, own|host) and exits 1 on any
  * failure, 77 when no GPU is visible.
  *
  * usage: test_gpu_ops MODELS_DIR */
@@ -666,6 +667,78 @@ static void random_cases(void) {
   rc_run(nn, "Dropout inference", 0, 0);
 }
 
+/* ---- bad data: the kernel must report it (device flag), as the CPU kernel does ---------------------- */
+
+/* Runs node `node` of G on the GPU on its inputs' values and expects an error whose message names
+ * the node and contains `want`; the CPU kernel must refuse the same data. */
+static void expect_error(int node, const char *label, const char *want) {
+  char where[160];
+  snprintf(where, sizeof where, "bad data %s", label);
+  if (node >= 0) bp_ad_infer(&AD, node);
+  if (E.set || node < 0) {
+    printf("FAIL %s: building the case: %s\n", where, E.msg);
+    total_fail++;
+    bp_graph_free(G);
+    return;
+  }
+  const bp_node *n = G->nodes[node];
+  bp_value *vals = calloc((size_t)G->ntensors, sizeof(bp_value));
+  for (int i = 0; i < G->ntensors; i++) vals[i] = G->tensors[i]->v;
+  bp_ctx ctx = {0};
+  bp_err ce = {0}, ge = {0};
+  int cpu_rc = cpu_node(G, n, vals, &ctx, &ce);
+  bp_value din[8], dout[8], *pin[8] = {0}, *pout[8] = {0};
+  int rc = 0;
+  for (int k = 0; k < n->nin && k < 8; k++) {
+    din[k] = vals[n->in[k]];
+    size_t b = bp_value_bytes(&din[k]);
+    din[k].data = bp_cuda_alloc(DC, b, "input", &ge);
+    bp_cuda_upload(DC, din[k].data, vals[n->in[k]].data, b, "input", &ge);
+    pin[k] = &din[k];
+  }
+  for (int k = 0; k < n->nout && k < 8; k++) {
+    dout[k] = vals[n->out[k]];
+    dout[k].data = bp_cuda_alloc(DC, bp_value_bytes(&dout[k]), "output", &ge);
+    pout[k] = &dout[k];
+  }
+  bp_node *nodes[1] = {G->nodes[node]};
+  ctx.device = DC;
+  bp_cuda_set_host_inputs(DC, NULL, 0);
+  bp_cuda_set_tag(DC, 0);
+  rc = bp_cuda_op_find(n->domain, n->op_type)->eval(&ctx, n, pin, n->nin, pout, n->nout, &ge);
+  if (rc == 0) rc = bp_cuda_check_flags(DC, nodes, 1, &ge);
+  int ok = cpu_rc < 0 && rc < 0 && strstr(ge.msg, want) && strstr(ge.msg, n->name);
+  printf("%s %s: CPU '%s'; GPU '%s'\n", ok ? "ok  " : "FAIL", where, cpu_rc < 0 ? ce.msg : "accepted",
+         rc < 0 ? ge.msg : "accepted");
+  total_fail += !ok;
+  for (int k = 0; k < 8; k++) {
+    if (pin[k]) bp_cuda_release(DC, din[k].data);
+    if (pout[k]) bp_cuda_release(DC, dout[k].data);
+  }
+  for (int k = 0; k < n->nout; k++) free(vals[n->out[k]].data);
+  free(vals);
+  bp_graph_free(G);
+}
+
+static void bad_data_cases(void) {
+  int x, nn;
+  rc_begin();
+  x = RT(BP_I64, 0, 9, 2, 3);
+  ((int64_t *)G->tensors[x]->v.data)[4] = 99;
+  expect_error(nd(NULL, "Gather", 1, 2, RF(-1, 1, 10, 4), x), "Gather index 99 of 10", "out of range");
+  rc_begin();
+  x = RT(BP_I64, 0, 4, 3);
+  ((int64_t *)G->tensors[x]->v.data)[1] = 7;
+  expect_error(nd("bitpipe", "SoftmaxCrossEntropy", 1, 2, RF(-1, 1, 3, 5), x), "cross-entropy target 7 of 5 classes",
+               "out of range");
+  rc_begin();
+  x = RT(BP_I64, 0, 5, 4);
+  ((int64_t *)G->tensors[x]->v.data)[0] = -8;
+  nn = nd("bitpipe", "GatherGrad", 1, 2, RF(-1, 1, 4, 3), x);
+  AIS(nn, "shape", 6, 3);
+  expect_error(nn, "GatherGrad index -8 of 6", "out of range");
+}
+
 /* ---- main ---------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -688,6 +761,8 @@ int main(int argc, char **argv) {
   memset(&TABLE, 0, sizeof TABLE);
   random_cases();
   gpu_print(&TABLE, "GPU op check on random inputs (the table's other ops and layouts):");
+  printf("\n");
+  bad_data_cases();
   /* coverage: every op of the table, own kernel or host-staged */
   int count, own = 0, host = 0;
   bp_cuda_op_at(0, &count);
