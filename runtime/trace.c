@@ -31,7 +31,7 @@ void bp_rt_trace_add(bp_rt *rt, int kind, int chunk, int mb, int peer, double t0
   v->chunk = (int16_t)chunk;
   v->mb = mb;
   v->peer = peer;
-  v->step = (int32_t)(rt->step + 1);
+  v->step = (int32_t)(kind == RT_EV_CKPT ? rt->step : rt->step + 1); /* a checkpoint follows its step */
 }
 
 static const char *kind_name(int k) {

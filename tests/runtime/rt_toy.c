@@ -169,8 +169,8 @@ static int reference(const toy_cfg *c, int R, int argc, char **argv) {
     rt.o.data = data;
     rt.o.hp.seed = seed;
     if (bp_rt_data_open(&rt, &e) < 0) goto done;
-    tokens.data = malloc(sizeof(int64_t) * (size_t)rows * c->T);
-    targets.data = malloc(sizeof(int64_t) * (size_t)rows * c->T);
+    tokens.data = calloc((size_t)rows * c->T, sizeof(int64_t)); /* filled per step; valid ids meanwhile */
+    targets.data = calloc((size_t)rows * c->T, sizeof(int64_t));
   } else {
     if (!inp || !targ || bp_npy_read(inp, &tokens, &e) < 0 || bp_npy_read(targ, &targets, &e) < 0) goto done;
   }

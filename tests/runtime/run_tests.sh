@@ -11,6 +11,7 @@
 #                 run; --save-onnx patches the trained weights at the recorded offsets
 #   faults        a rank that exits, is killed, or stops responding mid-step: the others exit
 #                 non-zero within 30 s with a message naming it
+#   sanitize      a short tour of the above for the ASan/UBSan build
 #   badinput      truncated / foreign weights, short data, foreign checkpoint, bad options: one clear
 #                 line and a non-zero exit
 set -uo pipefail
@@ -26,9 +27,14 @@ trap 'rm -rf "$work"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
+# mpirun passes only OMPI_* variables to the ranks unless told: the sanitizer settings too
+fwd=()
+for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do [ -n "${!v:-}" ] && fwd+=(-x "$v"); done
 run() { # run NP TOYOPTS... -- TRAINOPTS...  -> stdout in $work/out, stderr in $work/err, status in $rc
   local np=$1; shift
-  timeout 120 "$mpirun" --oversubscribe -np "$np" "$toy" run "$@" >"$work/out" 2>"$work/err"
+  local f=("${fwd[@]}")
+  [ -n "${BITPIPE_FAULT:-}" ] && f+=(-x BITPIPE_FAULT)
+  timeout 120 "$mpirun" --oversubscribe -np "$np" "${f[@]}" "$toy" run "$@" >"$work/out" 2>"$work/err"
   rc=$?
 }
 
@@ -36,8 +42,8 @@ run() { # run NP TOYOPTS... -- TRAINOPTS...  -> stdout in $work/out, stderr in $
 compare() {
   awk -v tl="$3" -v tn="$4" -v label="$5" '
     function rel(a, b) { d = a - b; if (d < 0) d = -d; m = (a < 0 ? -a : a); return m > 0 ? d / m : d }
-    FNR == NR && $1 == "step" { la[$2] = $4; ga[$2] = $6; na++; next }
-    $1 == "step" { nb++; if (!($2 in la)) { print label ": step " $2 " missing"; bad = 1; next }
+    FNR == NR && $1 == "step" && $2 ~ /^[0-9]+$/ { la[$2] = $4; ga[$2] = $6; na++; next }
+    $1 == "step" && $2 ~ /^[0-9]+$/ { nb++; if (!($2 in la)) { print label ": step " $2 " missing"; bad = 1; next }
       rl = rel(la[$2], $4); rg = rel(ga[$2], $6); if (rl > ml) ml = rl; if (rg > mg) mg = rg
       if (rl > tl || rg > tn) { print label ": step " $2 " loss " la[$2] " vs " $4 " grad_norm " ga[$2] " vs " $6; bad = 1 } }
     END { if (na == 0 || na != nb) { print label ": " na " vs " nb " step lines"; bad = 1 }
@@ -54,6 +60,26 @@ expect_error() { # expect_error LABEL PATTERN (after run): non-zero exit and PAT
   if [ "$rc" = 0 ]; then fail "$1: exit 0"; cat "$work/err"; return; fi
   if ! grep -q -- "$2" "$work/err"; then fail "$1: no '$2' in:"; cat "$work/err"; return; fi
   echo "$1: exit $rc, $(grep -m1 -- "$2" "$work/err")"
+}
+
+check_trace() { # check_trace FILE RANKS STEPS: a Chrome trace with every rank's compute and waits
+  python3 - "$@" <<'EOF' || fail "trace $1"
+import json, sys
+path, ranks, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ev = json.load(open(path))['traceEvents']
+names = {e['pid']: e['args']['name'] for e in ev if e['name'] == 'process_name'}
+assert sorted(names) == list(range(ranks)), 'ranks %s' % sorted(names)
+for r in range(ranks):
+    mine = [e for e in ev if e['pid'] == r and e.get('ph') in ('X', 'i')]
+    f = sum(1 for e in mine if e['name'].startswith('F '))
+    b = sum(1 for e in mine if e['name'].startswith('B ') or e['name'].startswith('B(input) '))
+    o = sum(1 for e in mine if e['name'] == 'optimizer')
+    assert f > 0 and f == b, 'rank %d: %d forwards, %d backwards' % (r, f, b)
+    assert o == steps, 'rank %d: %d optimizer steps' % (r, o)
+    assert all(e['ts'] >= 0 and e.get('dur', 0) >= 0 for e in mine)
+    assert {e['args']['step'] for e in mine} == set(range(1, steps + 1))
+print('trace: %d ranks, %d events, forward = backward count on every rank' % (ranks, len(ev)))
+EOF
 }
 
 case $group in
@@ -95,6 +121,11 @@ dataparallel)
     run 4 --schedule $s -N 2 -D 2 -- --weights "$d/$s-n2/toy.weights" --data "$d/$s-n2/tokens.bin" "${opt[@]}"
     [ $rc = 0 ] || { fail "$s R=2 exit $rc"; cat "$work/err"; continue; }
     cp "$work/out" "$d/r2"
+    if [ $s = bitpipe ]; then
+      run 4 --schedule $s -N 2 -D 2 -- --weights "$d/$s-n2/toy.weights" --data "$d/$s-n2/tokens.bin" "${opt[@]}" \
+        --trace "$d/trace.json"
+      check_trace "$d/trace.json" 4 3
+    fi
     run 2 --schedule $s -N 4 -D 2 -- --weights "$d/$s-n4/toy.weights" --data "$d/$s-n2/tokens.bin" "${opt[@]}"
     [ $rc = 0 ] || { fail "$s R=1 exit $rc"; cat "$work/err"; continue; }
     compare "$work/out" "$d/r2" 1e-6 1e-5 "$s R=2 x D=2 (N=2) vs R=1 x D=2 (N=4)"
@@ -137,6 +168,7 @@ checkpoint)
   run 2 "${toyo[@]}" --dir "$d" -- --weights "$d/toy.weights" --data "$d/tokens.bin" --steps 2 --seed 11 --quiet \
     --save-every 2 --checkpoint "$d/ck2" --save-onnx "$d/trained.model"
   [ $rc = 0 ] || { fail "save-onnx exit $rc"; cat "$work/err"; }
+  echo "checkpoint at step 2 and --save-onnx: exit $rc"
   python3 - "$d/ck2/checkpoint.bin" "$d/toy.model" "$d/trained.model" <<'EOF' || fail "--save-onnx content"
 import struct, sys
 ck = open(sys.argv[1], 'rb').read(); orig = open(sys.argv[2], 'rb').read(); out = open(sys.argv[3], 'rb').read()
@@ -153,6 +185,30 @@ for g, n in enumerate(numel):
 assert changed == len(numel), 'some parameter did not change in training'
 print('--save-onnx: %d parameters patched at their offsets, equal to the checkpoint' % len(numel))
 EOF
+  ;;
+
+sanitize)
+  # a short tour for the ASan/UBSan build: pipes, tied weights, local hand-overs, split backward,
+  # checkpoint and resume, trace, --save-onnx and a bad input
+  d=$work/s
+  prepare "$d" -N 4 -D 2 --schedule bitpipe || exit 1
+  "$toy" reference -N 4 -D 2 -- --input "tokens=$d/tokens.npy" --targets "$d/targets.npy" --steps 2 >"$d/ref" || fail reference
+  run 2 --schedule bitpipe -N 4 -D 2 --dir "$d" -- --weights "$d/toy.weights" --input "tokens=$d/tokens.npy" \
+    --targets "$d/targets.npy" --steps 2 --save-every 1 --checkpoint "$d/ck" --trace "$d/trace.json" \
+    --save-onnx "$d/trained.model"
+  [ $rc = 0 ] || { fail "bitpipe exit $rc"; cat "$work/err"; }
+  compare "$d/ref" "$work/out" 1e-6 1e-5 "bitpipe D=2 vs single process"
+  check_trace "$d/trace.json" 2 2
+  run 2 --schedule bitpipe -N 4 -D 2 -- --weights "$d/toy.weights" --input "tokens=$d/tokens.npy" \
+    --targets "$d/targets.npy" --steps 3 --resume "$d/ck" --quiet
+  [ $rc = 0 ] && grep -q '^step 3 ' "$work/out" || { fail "resume exit $rc"; cat "$work/err"; }
+  prepare "$d/z" -N 2 -D 2 --schedule zb-h1 || exit 1
+  "$toy" reference -N 2 -D 2 -- --data "$d/tokens.bin" --steps 2 >"$d/zref" || fail reference
+  run 2 --schedule zb-h1 -N 2 -D 2 -- --weights "$d/z/toy.weights" --data "$d/tokens.bin" --steps 2 --quiet
+  compare "$d/zref" "$work/out" 1e-6 1e-5 "zb-h1 D=2 vs single process"
+  head -c 3000 "$d/toy.weights" >"$d/trunc.weights"
+  run 2 --schedule bitpipe -N 4 -D 2 -- --weights "$d/trunc.weights" --data "$d/tokens.bin"
+  expect_error "truncated weights" "is truncated"
   ;;
 
 faults)
