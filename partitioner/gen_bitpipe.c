@@ -18,15 +18,12 @@
  * backwards on the middle pair; SYNC01 (chunks 0, 1) last. They are started there and, unlike
  * the code's blocking calls, waited for just before the optimizer step.
  *
- * "bitpipe-steady" schedules all N micro-batches as one continuous stream by list scheduling
- * (list_sched.c, backward = 2 x forward): Fl and Bl are the preference orders, backwards run in
- * Bl order, each rank's stash is capped at the authors' peak W+1, and at most D/2 micro-batches
- * per direction are in flight. Its all-reduces start eagerly. STATUS: at D=8, N=32 it only ties
- * the authors' order (bubble 0.135); it does not yet remove the per-unit idle time (see
- * docs/schedules.md and tests/schedule/test_steady.c).
+ * "bitpipe-steady" runs all N micro-batches as one continuous stream: Megatron's interleaved
+ * order carried over to the W-shaped pipeline that each mirrored pair of ranks forms (details
+ * at bp_gen_bitpipe_steady). It removes the per-unit idle time: at D=8, N=32 (backward = 2 x
+ * forward) its simulated bubble is 0.086, the authors' order 0.135, interleaved v=2 0.099.
  *
  * Requires D even (>= 2) and N % D == 0. */
-#include "partitioner/list_sched.h"
 #include "partitioner/schedule.h"
 
 #include <stdlib.h>
@@ -150,35 +147,97 @@ int bp_gen_bitpipe(const bp_sched_params *sp, bp_program *out, char *err, size_t
   return rc;
 }
 
-/* bitpipe-steady: list scheduling (list_sched.c) with backward = 2 x forward, Fl and Bl as the
- * preference orders, and each rank's stash capped at the authors' peak W+1. */
+/* bitpipe-steady. With the mirror symmetry of the placement (rank D-1-r runs for the UP pipe
+ * exactly what rank r runs for the DOWN pipe, at the same times), the pair {q, D-1-q} (q < D/2)
+ * behaves as one "super-rank" q that executes, one after the other, every op of stages
+ *   q, D-1-q, D+q, 2D-1-q
+ * of one pipe: a single W-shaped pipeline (out and back twice) over D/2 super-ranks with four
+ * chunks each. Rank q runs the super-rank's list with stages q and 2D-1-q taken from DOWN and
+ * the other two from UP; rank D-1-q runs the same list with the pipes swapped.
+ *
+ * The list is Megatron's interleaved order carried over to that W: the j-th micro-batch of a
+ * pipe (group g = j / h, i = j % h, h = D/2) is forwarded at stage s at the "flow" time
+ *   4h g + 2i + s,
+ * under which every super-rank finds one forward ready per time unit and no two collide (the
+ * stages of one super-rank differ by odd amounts or by 2h, the micro-batches of a group by even
+ * amounts below 2h); its backwards follow the same flow at twice the duration,
+ *   8h g + 4i + 2(2D-1-s).
+ * Each super-rank sorts its forwards and its backwards by those times, runs 4h-1 forwards, then
+ * one forward and one backward alternately, then the remaining backwards (1F1B). The stash of
+ * every rank is then 4h = 2D chunk activations, the authors' peak (their middle ranks; their
+ * edge ranks hold less). Groups follow each other without a flush, so no per-unit idle time
+ * accumulates.
+ *
+ * The flow's warm-up is longer than the authors' (4h-1 forwards on every rank, against their
+ * 3h + min(r, D-1-r)): with backward = 2 x forward it costs about D-2 chunk-forward units more,
+ * which is what one unit boundary of the authors' order costs. So with N = D the flow is slower,
+ * with N = 2D it ties (and needs more memory on the edge ranks), and from N = 3D on it is faster
+ * by D-2 units per further boundary. For N <= 2D the authors' order is therefore used as it is,
+ * sync points included; otherwise all-reduces start eagerly. Simulated at D=8, F=1, B=2 per
+ * chunk: N=32 takes 210 units against the authors' 222 (bubble 0.086 against 0.135; interleaved
+ * v=2: 0.099).
+ *
+ * Memory: every rank of the flow stashes at most 2D chunk activations, the authors' peak (their
+ * middle ranks); their edge ranks stash only 3D/2 + 1, so the flow raises the edge ranks to the
+ * level of the middle ones. Fewer warm-up forwards deadlock the 1F1B alternation (the backward
+ * it reaches would wait on a forward queued behind it). */
+typedef struct {
+  int j, s;
+  long key;
+} flow_op;
+
+static int flow_cmp(const void *a, const void *b) {
+  long x = ((const flow_op *)a)->key, y = ((const flow_op *)b)->key;
+  return (x > y) - (x < y);
+}
+
+/* The micro-batch id of the j-th micro-batch of pipe `pipe` (ids as in setup: m mod D < D/2
+ * goes DOWN). */
+static int pipe_mb(int D, int pipe, int j) { return (j / (D / 2)) * D + pipe * (D / 2) + j % (D / 2); }
+
+/* Emits op (kind 0 forward, 1 backward) of the super-rank's stage s for its j-th micro-batch on
+ * the two ranks of super-rank q. */
+static int emit_pair(bp_program *out, int q, int kind, int j, int s, char *err, size_t errlen) {
+  int D = out->D, own = (s == q || s == 2 * D - 1 - q) ? 0 : 1; /* rank q's pipe for stage s */
+  bp_op op = kind ? BP_OP_BWD : BP_OP_FWD;
+  return bp_program_emit_stage(out, q, op, s, pipe_mb(D, own, j), err, errlen) ||
+         bp_program_emit_stage(out, D - 1 - q, op, s, pipe_mb(D, 1 - own, j), err, errlen);
+}
+
 int bp_gen_bitpipe_steady(const bp_sched_params *sp, bp_program *out, char *err, size_t errlen) {
   if (setup(sp, "bitpipe-steady", out, err, errlen)) return -1;
-  int D = sp->D, N = sp->N, rc = 0;
-  list Fl = {malloc(sizeof(entry) * 2 * N), 0}, Bl = {malloc(sizeof(entry) * (2 * N + 2)), 0};
-  bp_ls_list *fl = calloc(D, sizeof *fl), *bl = calloc(D, sizeof *bl);
-  int *cap = malloc(sizeof(int) * D);
-  if (!Fl.e || !Bl.e || !fl || !bl || !cap || bp_ls_lists_alloc(fl, D, 2 * N)) {
-    rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
-  } else if (bp_ls_lists_alloc(bl, D, 2 * N)) {
-    bp_ls_lists_free(fl, D);
-    rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
-  }
-  if (rc == 0) {
-    for (int r = 0; r < D; r++) {
-      unit_lists(&Fl, &Bl, D, N, r, 0);
-      for (int i = 0; i < Fl.n; i++) bp_ls_put(&fl[r], Fl.e[i].mb, bp_program_chunk(out, r, Fl.e[i].chunk)->stage);
-      for (int i = 0; i < Bl.n; i++) bp_ls_put(&bl[r], Bl.e[i].mb, bp_program_chunk(out, r, Bl.e[i].chunk)->stage);
-      cap[r] = warmup(D, r) + 1;
+  int D = sp->D, N = sp->N, h = D / 2, S = 2 * D, J = N / 2, n = 4 * J, rc = 0;
+  if (N <= 2 * D) { /* at most one unit boundary: the authors' order (see above) */
+    list Fl = {malloc(sizeof(entry) * 2 * N), 0}, Bl = {malloc(sizeof(entry) * (2 * N + 2)), 0};
+    if (!Fl.e || !Bl.e) rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
+    for (int r = 0; r < D && rc == 0; r++) {
+      unit_lists(&Fl, &Bl, D, N, r, 1);
+      rc = authors_order(out, r, &Fl, &Bl, err, errlen);
     }
-    const char *e;
-    int U_ = (e = getenv("XU")) ? atoi(e) : D, I_ = (e = getenv("XI")) ? atoi(e) : D / 2, S_ = (e = getenv("XS")) ? atoi(e) : 1, C_ = (e = getenv("XC")) ? atoi(e) : 0;
-    for (int r = 0; r < D; r++) cap[r] += C_;
-    bp_ls_spec spec = {1, 2, 0, cap, U_, I_, S_, fl, bl};
-    rc = bp_list_schedule(out, &spec, err, errlen);
-    bp_ls_lists_free(fl, D);
-    bp_ls_lists_free(bl, D);
+    free(Fl.e), free(Bl.e);
+    return rc;
   }
-  free(Fl.e), free(Bl.e), free(fl), free(bl), free(cap);
+  flow_op *F = malloc(sizeof *F * n), *B = malloc(sizeof *B * n);
+  if (!F || !B) rc = bp_sched_errf(err, errlen, "bitpipe-steady: out of memory");
+  for (int q = 0; q < h && rc == 0; q++) {
+    int st[4] = {q, D - 1 - q, D + q, 2 * D - 1 - q}, k = 0;
+    for (int j = 0; j < J; j++)
+      for (int c = 0; c < 4; c++, k++) {
+        long g = j / h, i = j % h, s = st[c];
+        F[k] = (flow_op){j, st[c], 4 * h * g + 2 * i + s};
+        B[k] = (flow_op){j, st[c], 8 * h * g + 4 * i + 2 * (S - 1 - s)};
+      }
+    qsort(F, n, sizeof *F, flow_cmp);
+    qsort(B, n, sizeof *B, flow_cmp);
+    int w = 4 * h - 1 < n ? 4 * h - 1 : n, f = 0, b = 0;
+    while (rc == 0 && f < w) rc = emit_pair(out, q, 0, F[f].j, F[f].s, err, errlen), f++;
+    while (rc == 0 && f < n) {
+      rc = emit_pair(out, q, 0, F[f].j, F[f].s, err, errlen) ||
+           emit_pair(out, q, 1, B[b].j, B[b].s, err, errlen);
+      f++, b++;
+    }
+    while (rc == 0 && b < n) rc = emit_pair(out, q, 1, B[b].j, B[b].s, err, errlen), b++;
+  }
+  free(F), free(B);
   return rc;
 }
