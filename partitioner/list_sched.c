@@ -3,8 +3,7 @@
  * there, a backward first (it frees memory and feeds the ranks upstream), else a forward if its
  * stash is under its cap, else (split backward) a deferred weight-gradient op. Preference among
  * ready ops of one kind follows per-rank lists. The order it records is the order of a real
- * execution, so it never deadlocks; any costs may replay it. Used by bitpipe-steady and the
- * zero-bubble schedules. */
+ * execution, so it never deadlocks; any costs may replay it. Used by the zero-bubble schedules. */
 #include "partitioner/list_sched.h"
 
 #include <math.h>
