@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """End to end: `bitpipec MODEL -o train` for a schedule, then `mpirun -np D ./train` on a fixed batch,
 against `bitpipec train` (one process, the whole batch as one graph) on the same batch: per-step loss
-and gradient norm within a relative 1e-5, dropout off on both sides.
+and gradient norm within a relative 1e-5, dropout off on both sides. The hyper-parameters are those of
+models/<family>/pipeline_train_reference.json (PyTorch on the same model and batch: SGD lr 0.05, AdamW
+lr 1e-3 weight decay 0.01), and the pipeline's losses and gradient norms must also equal PyTorch's within
+a relative 1e-4 (the tolerance of the single-process tests against PyTorch).
 
 Also compiles the emitted train.c on its own with -Wall -Wextra -Werror (the generated source is
 warning-free), and checks the files the compiler writes (weights header, plan JSON).
@@ -44,7 +47,8 @@ def main():
     d = os.path.join(models, fam)
     ids, tg = os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
     work = tempfile.mkdtemp(prefix=f"bp_{fam}_{sched}_", dir=arg("--workdir", None))
-    hyper = ["--optimizer", opt, "--lr", "0.01"] + (["--weight-decay", "0.01"] if opt == "adamw" else [])
+    hyper = ["--optimizer", opt] + (["--lr", "0.001", "--weight-decay", "0.01"] if opt == "adamw" else ["--lr", "0.05"])
+    torch_ref = json.load(open(os.path.join(d, "pipeline_train_reference.json")))[opt]
     try:
         train = os.path.join(work, "train")
         p = subprocess.run([bitpipec, os.path.join(d, "train.onnx"), "-o", train, "-D", str(D), "-N", str(N),
@@ -98,6 +102,10 @@ def main():
             if w and w[0] == "mean" and len(w) >= 3:
                 bub = f"bubble measured {w[-2]} predicted {w[-1]}"
         ok = dl <= 1e-5 and dg <= 1e-5
+        n_t = min(steps, len(torch_ref["loss"]))
+        tl = max(abs(got[k][1] - torch_ref["loss"][k]) / abs(torch_ref["loss"][k]) for k in range(n_t))
+        tg_ = max(abs(got[k][2] - torch_ref["grad_norm"][k]) / abs(torch_ref["grad_norm"][k]) for k in range(n_t))
+        ok = ok and tl <= 1e-4 and tg_ <= 1e-4
         if save:
             sv = subprocess.run([bitpipec, "train", saved, "--input", "input_ids=" + ids, "--targets", tg, "--steps",
                                  "1", "--no-dropout"], capture_output=True, text=True)
@@ -107,7 +115,8 @@ def main():
                    f"(rel diff {ds:.2e})"
             ok = ok and ds <= 1e-5
         print(f"{'ok  ' if ok else 'FAIL'} {fam:6s} {sched:15s} D={D} N={N} B={B} {opt}: loss rel diff {dl:.2e}, "
-              f"grad_norm rel diff {dg:.2e} over {steps} steps; {bub}")
+              f"grad_norm rel diff {dg:.2e} over {steps} steps; vs PyTorch loss {tl:.2e} grad_norm {tg_:.2e} "
+              f"over {n_t} steps; {bub}")
         if not ok:
             for a, b in zip(got, want):
                 print(f"  step {a[0]}: pipeline loss {a[1]!r} grad_norm {a[2]!r} | single {b[1]!r} {b[2]!r}")
