@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
-CC=clang cmake -S . -B build-fuzz -DBP_FUZZ=ON -DBP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+CC=clang cmake -S . -B build-fuzz -DBP_FUZZ=ON -DBP_SANITIZE=ON -DBP_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_onnx_load >/dev/null
 corpus=build-fuzz/corpus
