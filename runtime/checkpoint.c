@@ -152,11 +152,22 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
+/* Waits during the file phases (gathering to rank 0, rank 0 writing) last as long as the disk
+ * takes: the watchdog gets a minute plus 20 MB/s of what is written, at least its own timeout. */
+double bp_rt_io_timeout(const bp_rt *rt, int states) {
+  double bytes = 0;
+  for (int g = 0; g < rt->model->n_params; g++) bytes += 4.0 * (double)record(rt, g, states);
+  double t = 60 + bytes / 20e6;
+  return t > rt->o.timeout_s ? t : rt->o.timeout_s;
+}
+
 int bp_rt_checkpoint_save(bp_rt *rt, bp_err *e) {
   float *all = NULL;
   int64_t nf = 0;
   double t0 = bp_tp_now();
-  if (bp_rt_gather_params(rt, 1, &all, &nf, e) < 0) return -1;
+  rt->tp->timeout_s = bp_rt_io_timeout(rt, 1);
+  int rc0 = bp_rt_gather_params(rt, 1, &all, &nf, e);
+  if (rc0 < 0) return -1;
   int rc = 0;
   if (rt->wrank == 0) {
     const bp_rt_model *m = rt->model;
@@ -204,6 +215,7 @@ int bp_rt_checkpoint_save(bp_rt *rt, bp_err *e) {
     return rc < 0 ? rc : bp_errf(e, "rank 0 could not write the checkpoint");
   }
   bp_rt_trace_add(rt, RT_EV_CKPT, -1, -1, -1, t0, bp_tp_now());
+  rt->tp->timeout_s = rt->o.timeout_s;
   return rc;
 }
 

@@ -328,6 +328,9 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
   if (bp_rt_plan_check(plan, &e) == 0 && bp_rt_resolve_ops(plan->model, &e) == 0 && rt.W % plan->program->D != 0)
     bp_errf(&e, "the job has %d ranks, not a multiple of the program's D=%d pipeline ranks (run mpirun -np %d, or a "
                 "multiple of it for data-parallel replicas)", rt.W, plan->program->D, plan->program->D);
+  if (!e.set && 2 * (int64_t)plan->program->N * plan->program->n_stages > (int64_t)tp.max_tag + 1)
+    bp_errf(&e, "the program's %d micro-batches x %d stages need message tags up to %d, beyond this MPI's %d",
+            plan->program->N, plan->program->n_stages, 2 * plan->program->N * plan->program->n_stages - 1, tp.max_tag);
   if (e.set || parse_fault(&rt) < 0) {
     if (e.set && rt.wrank == 0) fprintf(stderr, "train: %s\n", e.msg);
     goto finalize;
@@ -406,6 +409,8 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
   }
   (void)waited0;
   if (!rt.o.quiet) print_summary(&rt);
+  /* the closing phases gather to rank 0 and write files: the watchdog allows for the disk */
+  tp.timeout_s = bp_rt_io_timeout(&rt, 0) + (rt.o.trace ? 120 : 0);
   if (rt.o.trace && bp_rt_trace_write(&rt, rt.o.trace, &e) < 0) fail_local(&rt, &e);
   if (rt.o.save_onnx) {
     if (bp_rt_save_onnx(&rt, rt.o.save_onnx, &e) < 0) fail_local(&rt, &e);

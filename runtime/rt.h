@@ -181,6 +181,8 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e);
 /* Packs what this rank holds for parameters it is the designated holder of (with optimizer
  * states when `states`) and gathers it on world rank 0 into buf (in global id order). */
 int bp_rt_gather_params(bp_rt *rt, int states, float **out, int64_t *nfloats, bp_err *e);
+/* The watchdog's timeout while parameters (and states) are gathered and written. */
+double bp_rt_io_timeout(const bp_rt *rt, int states);
 
 /* trace.c */
 void bp_rt_trace_add(bp_rt *rt, int kind, int chunk, int mb, int peer, double t0, double t1);

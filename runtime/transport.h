@@ -42,6 +42,7 @@ struct bp_tp {
   int rank, size;       /* in the world */
   double timeout_s;     /* watchdog of bp_tp_wait */
   double waited_s;      /* total time spent in bp_tp_wait (for the idle figures) */
+  int max_tag;          /* the largest p2p tag the implementation accepts */
   void *state;          /* the implementation's */
   char err[512];
 };

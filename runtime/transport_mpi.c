@@ -193,7 +193,11 @@ static int mpi_finalize(bp_tp *t) {
   int rc = MPI_SUCCESS;
   if (m) {
     for (int i = 0; i < m->ncomm; i++)
-      if (m->comm[i] != MPI_COMM_NULL) MPI_Comm_free(&m->comm[i]);
+      if (m->comm[i] != MPI_COMM_NULL && (rc = MPI_Comm_free(&m->comm[i])) != MPI_SUCCESS) {
+        fail(t, "MPI_Comm_free", rc, NULL);
+        rc = MPI_SUCCESS; /* reported; finalize anyway */
+        fprintf(stderr, "train: %s\n", t->err);
+      }
     free(m->comm);
     free(m->req);
     free(m->free_req);
@@ -218,7 +222,10 @@ int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv) {
     fprintf(stderr, "train: MPI_Init failed (error %d)\n", rc);
     return -1;
   }
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  if ((rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN)) != MPI_SUCCESS) {
+    fprintf(stderr, "train: MPI_Comm_set_errhandler on MPI_COMM_WORLD failed (error %d)\n", rc);
+    return -1;
+  }
   if ((rc = MPI_Comm_rank(MPI_COMM_WORLD, &t->rank)) != MPI_SUCCESS ||
       (rc = MPI_Comm_size(MPI_COMM_WORLD, &t->size)) != MPI_SUCCESS) {
     fail(t, "MPI_Comm_rank/size", rc, NULL);
@@ -238,7 +245,19 @@ int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv) {
     fprintf(stderr, "train: %s\n", t->err);
     return -1;
   }
-  MPI_Comm_set_errhandler(w, MPI_ERRORS_RETURN);
+  if ((rc = MPI_Comm_set_errhandler(w, MPI_ERRORS_RETURN)) != MPI_SUCCESS) {
+    fail(t, "MPI_Comm_set_errhandler", rc, NULL);
+    fprintf(stderr, "train: %s\n", t->err);
+    return -1;
+  }
+  /* the largest tag: message identities must fit (checked by the executor) */
+  int *ub = NULL, flag = 0;
+  if ((rc = MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag)) != MPI_SUCCESS) {
+    fail(t, "MPI_Comm_get_attr(MPI_TAG_UB)", rc, NULL);
+    fprintf(stderr, "train: %s\n", t->err);
+    return -1;
+  }
+  t->max_tag = flag && ub ? *ub : 32767; /* the standard's guaranteed minimum */
   int g;
   if (add_comm(t, w, &g) < 0) {
     fprintf(stderr, "train: %s\n", t->err);
