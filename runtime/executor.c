@@ -67,6 +67,8 @@ int bp_rt_run_node(struct bp_rt_exec *x, int k) {
     return bp_errf(ex->e, "rank %d stage %d%s micro-batch %d: node '%s' (%s): %s", x->rank, st->index, layers, x->mb,
                    n->name, n->op_type, err.set ? err.msg : "failed");
   }
+  /* transfers posted before this compute keep moving while it runs */
+  ex->rt->tp->impl->progress(ex->rt->tp);
   return 0;
 }
 

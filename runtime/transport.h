@@ -33,6 +33,9 @@ typedef struct bp_tp_impl {
    * color < 0: no group (*group = -1) */
   int (*split)(bp_tp *t, int color, int key, int *group);
   int (*group_size)(bp_tp *t, int group, int *size);
+  /* lets transfers in flight advance (MPI moves large messages only inside MPI calls); cheap,
+   * called between the nodes of a compute instruction */
+  void (*progress)(bp_tp *t);
   void (*abort)(bp_tp *t, int code);
   int (*finalize)(bp_tp *t);
 } bp_tp_impl;
