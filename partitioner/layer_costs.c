@@ -1,6 +1,7 @@
 /* partitioner/layer_costs.c — layer costs: the device-model table, the analytic roofline model,
  * CPU profiling with its cache, and closed-form GPT-2 layers (see layer_costs.h). */
 #include "partitioner/layer_costs.h"
+#include "frontend/autodiff.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,8 +36,62 @@ const bp_device_model *bp_device_model_find(const char *name) {
 }
 
 void bp_lcosts_free(bp_lcosts *c) {
-  free(c->l);
+  free(c->l), free(c->tied);
   memset(c, 0, sizeof *c);
+}
+
+int bp_lcosts_add_tied(bp_lcosts *c, int a, int b, double bytes, const char *name, bp_err *e) {
+  if (a < 0 || b <= a || b >= c->n) return bp_errf(e, "tied parameter '%s': layers %d and %d (of %d)", name, a, b, c->n);
+  bp_ltied *t = realloc(c->tied, sizeof *t * (size_t)(c->n_tied + 1));
+  if (!t) return bp_errf(e, "out of memory");
+  c->tied = t;
+  t += c->n_tied++;
+  t->a = a, t->b = b, t->bytes = bytes;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  return 0;
+}
+
+/* The loss is the first output of the last forward node (bp_loss_append puts it there). A float
+ * initializer is a parameter when the loss depends on it (the rule bp_model_layers_build uses).
+ * One pass over the forward nodes: a parameter's first reading layer pairs with every other. */
+int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e) {
+  const bp_graph *g = m->g;
+  if (!g || m->n_fwd <= 0) return 0;
+  int nt = g->ntensors, rc = -1;
+  int *lo = malloc(sizeof(int) * (size_t)nt);
+  unsigned char *reach = calloc((size_t)nt, 1);
+  if (!lo || !reach) {
+    bp_errf(e, "out of memory");
+    goto done;
+  }
+  const bp_node *last = g->nodes[m->n_fwd - 1];
+  if (last->nout > 0 && last->out[0] >= 0) bp_ad_reachable(g, last->out[0], reach);
+  else memset(reach, 1, (size_t)nt);
+  for (int t = 0; t < nt; t++) lo[t] = -1;
+  for (int i = 0; i < m->n_fwd; i++) {
+    const bp_node *nd = g->nodes[i];
+    int l = m->node_layer[i];
+    if (l < 0) continue;
+    for (int k = 0; k < nd->nin; k++) {
+      int t = nd->in[k];
+      if (t < 0) continue;
+      const bp_tensor *tt = g->tensors[t];
+      if (tt->kind != BP_T_INITIALIZER || tt->v.dtype != BP_F32 || !reach[t]) continue;
+      if (lo[t] < 0) {
+        lo[t] = l;
+        continue;
+      }
+      if (l == lo[t]) continue;
+      int a = l < lo[t] ? l : lo[t], b = l < lo[t] ? lo[t] : l, dup = 0;
+      for (int j = 0; j < c->n_tied && !dup; j++)
+        dup = c->tied[j].a == a && c->tied[j].b == b && !strncmp(c->tied[j].name, tt->name, sizeof c->tied[j].name - 1);
+      if (!dup && bp_lcosts_add_tied(c, a, b, (double)bp_value_bytes(&tt->v), tt->name, e)) goto done;
+    }
+  }
+  rc = 0;
+done:
+  free(lo), free(reach);
+  return rc;
 }
 
 int bp_lcosts_alloc(bp_lcosts *c, int n, bp_err *e) {
@@ -74,6 +129,10 @@ int bp_lcosts_analytic(const bp_model_layers *m, const bp_device_model *dev, bp_
   snprintf(out->source, sizeof out->source, "analytic: %s peak rates (%s), bf16, backward = 2 x forward",
            dev->name, dev->source);
   out->link_bw = dev->link_bw, out->link_lat = dev->link_lat, out->mem_bytes = dev->mem_bytes;
+  if (bp_lcosts_find_tied(m, out, e)) {
+    bp_lcosts_free(out);
+    return -1;
+  }
   return 0;
 }
 
@@ -261,6 +320,7 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
     if (cache[0]) cache_store(cache, key, n, fwd, bwd);
   }
   for (int l = 0; l < n; l++) out->l[l].fwd = fwd[l], out->l[l].bwd = bwd[l];
+  if (bp_lcosts_find_tied(m, out, e)) goto done;
   snprintf(out->source, sizeof out->source, "profiled on the CPU backend (%.80s), fp32, median of %d%s", cpu, R,
            o && o->cache_hit && *o->cache_hit ? ", from the profile cache" : "");
   rc = 0;
@@ -367,5 +427,10 @@ int bp_lcosts_gpt2(const bp_gpt2_shape *s, const bp_device_model *dev, bp_lcosts
            "(%s), bf16, backward = 2 x forward",
            s->n_layer, s->n_embd, s->vocab, s->seq, s->micro_batch, dev->name, dev->source);
   out->link_bw = dev->link_bw, out->link_lat = dev->link_lat, out->mem_bytes = dev->mem_bytes;
+  /* the LM head is wte: one parameter read by the embedding and the head */
+  if (bp_lcosts_add_tied(out, 0, nl - 1, f4 * V * C, "wte", e)) {
+    bp_lcosts_free(out);
+    return -1;
+  }
   return 0;
 }

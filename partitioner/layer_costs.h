@@ -43,9 +43,19 @@ typedef struct bp_lcost {
   double out_bytes;    /* sent to the next layer, per micro-batch (its gradient comes back) */
 } bp_lcost;
 
+/* A parameter read by two layers (a tied embedding / LM head): one weight, one gradient summed
+ * over both readers. Its bytes are in both layers' param_bytes (each reader's rank holds a copy). */
+typedef struct bp_ltied {
+  int a, b;           /* the layers, a < b (a weight read by k layers gives k-1 pairs (first, other)) */
+  double bytes;       /* the parameter's (= its gradient's) bytes */
+  char name[64];
+} bp_ltied;
+
 typedef struct bp_lcosts {
   int n;
   bp_lcost *l;        /* [n] */
+  int n_tied;
+  bp_ltied *tied;     /* [n_tied] */
   char source[320];   /* "profiled on the CPU backend (median of 5, cached)", "analytic h100 bf16" */
   double link_bw, link_lat; /* 0: free links */
   double mem_bytes;   /* the device's memory, 0 unknown */
@@ -53,6 +63,12 @@ typedef struct bp_lcosts {
 
 void bp_lcosts_free(bp_lcosts *c);
 int bp_lcosts_alloc(bp_lcosts *c, int n, bp_err *e);
+/* Appends a tied pair. */
+int bp_lcosts_add_tied(bp_lcosts *c, int a, int b, double bytes, const char *name, bp_err *e);
+/* The tied parameters of found layers: float initializers read by forward nodes of several layers
+ * (the trainable ones: the layer search counted them in param_bytes). Called by analytic and
+ * profile. */
+int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e);
 
 /* Analytic costs of found layers on a device model. */
 int bp_lcosts_analytic(const bp_model_layers *m, const bp_device_model *dev, bp_lcosts *out, bp_err *e);

@@ -10,6 +10,7 @@ void bp_part_problem_free(bp_part_problem *pp) {
   if (pp->vec)
     for (int r = 0; r < pp->D; r++) free(pp->vec[r]);
   free(pp->vec), free(pp->nvec), free(pp->work), free(pp->mult), free(pp->copies), free(pp->comm);
+  free(pp->tied_a), free(pp->tied_b), free(pp->tied_cost);
   memset(pp, 0, sizeof *pp);
 }
 
@@ -89,6 +90,28 @@ int bp_part_problem_init(bp_part_problem *pp, const bp_program *p, const bp_lcos
     }
     pp->vec[r] = v, pp->nvec[r] = nv;
   }
+  if (lc->n_tied > 0) { /* the all-reduce of each tied parameter, for each pair of stages */
+    int T = lc->n_tied;
+    pp->tied_a = calloc((size_t)T, sizeof(int)), pp->tied_b = calloc((size_t)T, sizeof(int));
+    pp->tied_cost = calloc((size_t)T * S * S, sizeof(double));
+    if (!pp->tied_a || !pp->tied_b || !pp->tied_cost) goto oom;
+    pp->n_tied = T;
+    for (int i = 0; i < T; i++) {
+      pp->tied_a[i] = lc->tied[i].a, pp->tied_b[i] = lc->tied[i].b;
+      for (int s = 0; s < S; s++)
+        for (int t = 0; t < S; t++) {
+          int same = 1, k = 0;
+          for (int r = 0; r < D; r++) {
+            int hs = pp->copies[r * S + s] > 0, ht = pp->copies[r * S + t] > 0;
+            same &= hs == ht, k += hs || ht;
+          }
+          pp->tied_cost[((size_t)i * S + s) * S + t] =
+              same || k < 2 ? 0
+                            : 2.0 * (k - 1) * lc->link_lat +
+                                  (lc->link_bw > 0 ? 2.0 * (k - 1) / k * lc->tied[i].bytes / lc->link_bw : 0);
+        }
+    }
+  }
   free(cnt), free(mbp);
   return 0;
 oom:
@@ -105,11 +128,29 @@ static void stage_sums(const bp_part_problem *pp, const int *first, double *work
   }
 }
 
+static int stage_of(const int *first, int S, int l) {
+  int lo = 0, hi = S - 1; /* the last s with first[s] <= l */
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= l) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+double bp_part_tied(const bp_part_problem *pp, const int *first) {
+  double v = 0;
+  int S = pp->S;
+  for (int i = 0; i < pp->n_tied; i++)
+    v += pp->tied_cost[((size_t)i * S + stage_of(first, S, pp->tied_a[i])) * S + stage_of(first, S, pp->tied_b[i])];
+  return v;
+}
+
 /* load, state, mem per rank; returns the proxy. */
 static double eval_core(const bp_part_problem *pp, const int *first, double *load, double *state, double *mem,
                         double *comm_out, double *maxload_out, double *pace_out) {
   int S = pp->S, D = pp->D;
-  double w[S], a[S], st[S], comm = 0, mx = 0, pace = 0;
+  double w[S], a[S], st[S], comm = bp_part_tied(pp, first), mx = 0, pace = 0;
   stage_sums(pp, first, w, a, st);
   for (int s = 0; s < S; s++)
     if (pp->K * w[s] > pace) pace = pp->K * w[s];
@@ -144,6 +185,12 @@ double bp_part_proxy(const bp_part_problem *pp, const int *first, double *peak_m
   return v;
 }
 
+double bp_part_proxy_ranks(const bp_part_problem *pp, const int *first, double *load, double *mem) {
+  int D = pp->D;
+  double state[D];
+  return eval_core(pp, first, load, state, mem, NULL, NULL, NULL);
+}
+
 void bp_part_eval_free(bp_part_eval *ev) {
   free(ev->load), free(ev->state), free(ev->mem), free(ev->sim_mem);
   memset(ev, 0, sizeof *ev);
@@ -160,6 +207,7 @@ int bp_part_evaluate(const bp_part_problem *pp, const int *first, int simulate, 
     return bp_sched_errf(err, errlen, "partition: out of memory");
   }
   ev->proxy = eval_core(pp, first, ev->load, ev->state, ev->mem, &ev->comm, &ev->max_load, &ev->pace);
+  ev->tied = bp_part_tied(pp, first);
   ev->feasible = 1;
   for (int r = 0; r < D; r++) {
     if (ev->mem[r] > ev->peak_mem) ev->peak_mem = ev->mem[r];
@@ -191,7 +239,7 @@ int bp_part_evaluate(const bp_part_problem *pp, const int *first, int simulate, 
     return -1;
   }
   ev->simulated = 1;
-  ev->step_time = res.step_time, ev->bubble_mean = res.bubble_mean, ev->bubble_max = res.bubble_max;
+  ev->step_time = res.step_time + ev->tied, ev->bubble_mean = res.bubble_mean, ev->bubble_max = res.bubble_max;
   for (int r = 0; r < D; r++) ev->sim_mem[r] = ev->state[r] + res.peak_bytes[r];
   bp_sim_result_free(&res);
   return 0;

@@ -3,7 +3,8 @@
  * load, weight memory and stash-state sums only grow, so a branch is cut when a rank's memory
  * passes the cap or when a lower bound on the proxy (the largest load so far, or the average load
  * once the remaining work is spread perfectly, the pace of the slowest stage so far or of the
- * remaining work spread over the remaining stages, plus the communication so far) reaches the best. */
+ * remaining work spread over the remaining stages, plus the communication so far) reaches the best.
+ * The tied parameters' all-reduce (>= 0) is added at the leaves. */
 #include "partitioner/partition.h"
 
 #include <math.h>
@@ -76,8 +77,11 @@ static void dfs(search *z, int s, int a, double comm, double pace) {
     if (lb >= z->best_obj * (1 - 1e-12)) continue;
     z->cur[s + 1] = b + 1;
     if (s == S - 1) {
-      z->best_obj = fmax(mx, pc) + BP_PART_TIE * mx + c;
-      memcpy(z->best, z->cur, sizeof(int) * (S + 1));
+      double v = fmax(mx, pc) + BP_PART_TIE * mx + c + bp_part_tied(pp, z->cur); /* tied >= 0: not in lb */
+      if (v < z->best_obj) {
+        z->best_obj = v;
+        memcpy(z->best, z->cur, sizeof(int) * (S + 1));
+      }
     } else {
       dfs(z, s + 1, b + 1, c, pc);
       if (z->stopped) break;

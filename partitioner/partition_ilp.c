@@ -1,17 +1,30 @@
 /* partitioner/partition_ilp.c — the partition as a GLPK mixed-integer program (glp_intopt).
  *
  * Variables: u[l][s] in {0,1} for layers l and stages s < S-1, u = 1 iff layer l lies in stage <= s
- * (u[l][S-1] = 1); T, M >= 0 continuous (step bound, largest load). x[l][s] = u[l][s] - u[l][s-1] says layer l is in stage s.
+ * (u[l][S-1] = 1), i.e. iff l < first[s+1]: the cut positions as prefix indicators. T, M >= 0
+ * continuous (the pace, the largest load); z >= 0 continuous for the tied parameters. x[l][s] =
+ * u[l][s] - u[l][s-1] says layer l is in stage s.
  *   u[l][s] <= u[l][s+1]                   (a layer is in one stage)
  *   u[l+1][s] <= u[l][s]                   (stages are contiguous and in order)
  *   sum_s u[l][s] - sum_s u[l+1][s] <= 1   (consecutive layers are at most one stage apart)
- *   u[0][0] = 1, u[L-1][S-2] = 0           (first and last stage; with the above, none is empty)
  *   M >= sum_s mult[r][s] sum_l work[l] x[l][s]                         for each rank r
- *   T >= M,  T >= K sum_l work[l] x[l][s]                                for each stage s
+ *   T >= K sum_l work[l] x[l][s]                                        for each stage s
  *   sum_s copies[r][s] state(s) + sum_s count_k[s] act(s) <= cap         for each rank r, stash state k
- * Objective: T + BP_PART_TIE M + sum_l comm[l] * (stage(l+1) - stage(l)), the proxy of partition.h.
+ *   z[i][s][t] >= x[a_i][s] + x[b_i][t] - 1                              for each tied pair i, stages s, t
+ * Objective: T + BP_PART_TIE M + sum_l comm[l] * (stage(l+1) - stage(l)) + sum tied_cost z, the proxy
+ * of partition.h (T >= M is implied: every rank's load is at most K times the largest stage).
+ *
+ * What makes it fast (128 layers x 32 stages in well under a second instead of tens of seconds):
+ *   - T >= K * bottleneck (the exact smallest largest stage, by dynamic programming), so the LP
+ *     bound starts at the pace the integers can reach rather than at the fractional average.
+ *   - An incumbent (bp_part_incumbent) of value UB, given to GLPK at the root. Any better
+ *     partition has K w_s <= UB - TIE * N * total / D - (the S-1 cheapest cuts) for every stage,
+ *     and fits the cap; bp_part_cut_ranges turns that into a range for each cut, and every u
+ *     outside its range is a constant, not a column. T gets the same upper bound.
+ *   - Ranks with identical rows (BitPipe's and Chimera's mirrored pairs) give one row.
  * Times are scaled so the total work is 1000 and bytes by the cap, to keep GLPK's tolerances
- * meaningful. The minimum-memory variant minimises M >= memory of every rank instead. */
+ * meaningful. The minimum-memory variant minimises T >= memory of every rank instead (ranges from
+ * the incumbent's peak). */
 #include "partitioner/partition.h"
 
 #include <glpk.h>
@@ -21,8 +34,7 @@
 #include <time.h>
 
 typedef struct {
-  int L, S;
-  double *x0;      /* heuristic incumbent, 1-based over columns, or NULL */
+  double *x0; /* incumbent, 1-based over columns, or NULL */
   double bound;
   int have_bound;
 } cb_data;
@@ -31,18 +43,8 @@ static void callback(glp_tree *tree, void *info) {
   cb_data *d = info;
   int node = glp_ios_best_node(tree);
   if (node) d->bound = glp_ios_node_bound(tree, node), d->have_bound = 1;
-  if (glp_ios_reason(tree) == GLP_IHEUR && d->x0 && glp_ios_curr_node(tree) == 1) {
-    glp_ios_heur_sol(tree, d->x0); /* GLPK checks it; an infeasible one is ignored */
-  }
-}
-
-static int col_u(int S, int l, int s) { return 1 + l * (S - 1) + s; }
-
-/* coef (1-based over columns) += a * x[l][s]; the constant part to *k */
-static void add_x(double *coef, int S, int l, int s, double a, double *k) {
-  if (s <= S - 2) coef[col_u(S, l, s)] += a;
-  else *k += a;
-  if (s >= 1) coef[col_u(S, l, s - 1)] -= a;
+  /* GLPK does not check a heuristic solution's rows: x0 is a partition that meets every row */
+  if (glp_ios_reason(tree) == GLP_IHEUR && d->x0 && glp_ios_curr_node(tree) == 1) glp_ios_heur_sol(tree, d->x0);
 }
 
 static double now_s(void) {
@@ -51,19 +53,69 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A sparse row from a dense coefficient array. */
-static void set_row(glp_prob *P, int row, const double *coef, int ncols, int *ind, double *val) {
+/* The model under construction: u[l][s] is a column (col > 0) or a constant (val). */
+typedef struct {
+  int L, S, ncols;
+  int *col;          /* [L*(S-1)] */
+  signed char *val;  /* [L*(S-1)] the constant of a fixed u */
+  double *coef;      /* [ncols+1] dense row under construction */
+  double k;          /* its constant part */
+  int *ind;
+  double *v;
+} model;
+
+static void row_clear(model *m) {
+  memset(m->coef, 0, sizeof(double) * (size_t)(m->ncols + 1));
+  m->k = 0;
+}
+
+static void add_u(model *m, int l, int s, double a) {
+  if (s >= m->S - 1) {
+    m->k += a;
+    return;
+  }
+  if (s < 0) return;
+  size_t i = (size_t)l * (m->S - 1) + s;
+  if (m->col[i]) m->coef[m->col[i]] += a;
+  else m->k += a * m->val[i];
+}
+
+/* a * x[l][s] */
+static void add_x(model *m, int l, int s, double a) { add_u(m, l, s, a), add_u(m, l, s - 1, -a); }
+
+/* Adds the row under construction as `coef . x + k <= up` (or `== ...` with fx); a row with no
+ * column left is checked instead (it must hold). Returns the row, 0 when none was added, -1
+ * when a constant row does not hold. */
+static int row_add(glp_prob *P, model *m, double up) {
   int n = 0;
-  for (int j = 1; j <= ncols; j++)
-    if (coef[j] != 0) ind[++n] = j, val[n] = coef[j];
-  glp_set_mat_row(P, row, n, ind, val);
+  for (int j = 1; j <= m->ncols; j++)
+    if (m->coef[j] != 0) m->ind[++n] = j, m->v[n] = m->coef[j];
+  if (n == 0) return m->k <= up + 1e-9 * (1 + fabs(up)) ? 0 : -1;
+  int row = glp_add_rows(P, 1);
+  glp_set_mat_row(P, row, n, m->ind, m->v);
+  glp_set_row_bnds(P, row, GLP_UP, 0, up - m->k);
+  return row;
+}
+
+/* Identical coefficient vectors (over S doubles) give one row. */
+static int same_vec(const double *a, const double *b, int n) {
+  for (int i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+static int stage_of(const int *first, int S, int l) {
+  int s = 0;
+  while (s + 1 < S && first[s + 1] <= l) s++;
+  return s;
 }
 
 /* mode 0: minimise the proxy under the cap; 1: minimise the peak memory. */
 static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int *first, bp_ilp_info *info,
                  char *err, size_t errlen) {
-  int L = pp->L, S = pp->S, D = pp->D, rc = -1;
+  int L = pp->L, S = pp->S, D = pp->D, rc = -1, T_ = pp->n_tied;
   memset(info, 0, sizeof *info);
+  double t0 = now_s();
   if (S == 1) { /* nothing to choose */
     first[0] = 0, first[1] = L;
     double peak;
@@ -72,7 +124,6 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
     if (mode == 0 && pp->mem_cap > 0 && peak > pp->mem_cap) return 1;
     return 0;
   }
-  int nu = L * (S - 1), ncols = nu + 2, colT = nu + 1, colP = nu + 2;
   double total = 0, memscale = 1;
   for (int l = 0; l < L; l++) total += pp->work[l] * pp->N;
   double ts = total > 0 ? 1000.0 / total : 1;
@@ -82,153 +133,209 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
     for (int l = 0; l < L; l++) m += pp->lc->l[l].state_bytes + pp->lc->l[l].act_bytes * pp->N;
     memscale = m > 0 ? 1000.0 / m : 1;
   }
-  glp_prob *P = glp_create_prob();
-  double *coef = calloc((size_t)ncols + 1, sizeof(double)), *val = calloc((size_t)ncols + 1, sizeof(double));
-  int *ind = calloc((size_t)ncols + 1, sizeof(int));
-  cb_data cbd = {.L = L, .S = S};
-  cbd.x0 = calloc((size_t)ncols + 1, sizeof(double));
-  int *heur = calloc((size_t)S + 1, sizeof(int));
-  if (!P || !coef || !val || !ind || !cbd.x0 || !heur) {
-    bp_sched_errf(err, errlen, "partition: out of memory");
+  glp_prob *P = NULL;
+  model m = {.L = L, .S = S};
+  cb_data cbd = {0};
+  int nu = L * (S - 1);
+  int *lo = calloc((size_t)S + 1, sizeof(int)), *hi = calloc((size_t)S + 1, sizeof(int));
+  int *inc = calloc((size_t)S + 1, sizeof(int)), *zcol = NULL;
+  m.col = calloc((size_t)nu, sizeof(int));
+  m.val = calloc((size_t)nu, 1);
+  if (!lo || !hi || !inc || !m.col || !m.val) goto oom;
+
+  /* bounds: the bottleneck, an incumbent, and the cut ranges they leave */
+  double wstar = mode == 0 ? bp_part_bottleneck(pp) : 0, ub = INFINITY, wcap = 0;
+  int have_inc = (!o || o->warm_start) && bp_part_incumbent(pp, mode, inc, &ub);
+  if (have_inc) info->incumbent = ub;
+  if (have_inc && mode == 0) {
+    double clb = 0, *cc = malloc(sizeof(double) * (size_t)L);
+    if (!cc) goto oom;
+    for (int l = 0; l + 1 < L; l++) cc[l] = pp->comm[l];
+    for (int i = 0; i < S - 1; i++) { /* the S-1 cheapest cuts (selection; S is small) */
+      int b = i;
+      for (int j = i + 1; j + 1 < L; j++)
+        if (cc[j] < cc[b]) b = j;
+      double t = cc[i];
+      cc[i] = cc[b], cc[b] = t;
+      clb += cc[i];
+    }
+    free(cc);
+    wcap = (ub * (1 + 1e-9) - BP_PART_TIE * total / D - clb) / pp->K;
+    if (wcap < wstar) wcap = wstar; /* rounding: the incumbent itself stays inside */
+    wcap *= 1 + 1e-12;
+  }
+  double mcap = mode == 1 ? (have_inc ? ub * (1 + 1e-9) : 0) : pp->mem_cap;
+  int rr = bp_part_cut_ranges(pp, wcap, mcap, lo, hi);
+  if (rr == 1 && wcap > 0) rr = bp_part_cut_ranges(pp, 0, mcap, lo, hi); /* numerics: drop the bound */
+  if (rr == 1) {
+    rc = 1; /* no stage layout fits the cap at all */
     goto done;
   }
-  glp_set_prob_name(P, "bitpipe-partition");
-  glp_set_obj_dir(P, GLP_MIN);
-  glp_add_cols(P, ncols);
-  for (int l = 0; l < L; l++)
-    for (int s = 0; s < S - 1; s++) glp_set_col_kind(P, col_u(S, l, s), GLP_BV);
-  /* stage(l) lies in [max(0, S-L+l), min(l, S-1)]: fix the u outside it */
+  if (rr < 0) goto oom;
+
+  /* columns: the free u, then T, M, then the tied z */
+  int nc = 0;
   for (int l = 0; l < L; l++)
     for (int s = 0; s < S - 1; s++) {
-      if (s >= l) glp_set_col_bnds(P, col_u(S, l, s), GLP_FX, 1, 1);
-      else if (s < S - L + l) glp_set_col_bnds(P, col_u(S, l, s), GLP_FX, 0, 0);
+      size_t i = (size_t)l * (S - 1) + s;
+      if (l < lo[s + 1]) m.val[i] = 1;
+      else if (l >= hi[s + 1]) m.val[i] = 0;
+      else m.col[i] = ++nc;
     }
-  glp_set_col_kind(P, colT, GLP_CV);
-  glp_set_col_bnds(P, colT, GLP_LO, 0, 0);
-  glp_set_obj_coef(P, colT, 1);
-  glp_set_col_kind(P, colP, GLP_CV); /* M, the largest load */
-  glp_set_col_bnds(P, colP, GLP_LO, 0, 0);
-  glp_set_obj_coef(P, colP, mode == 0 ? BP_PART_TIE : 0);
-  if (mode == 0) /* communication: comm[l] * (sum_s u[l][s] - sum_s u[l+1][s]) */
-    for (int l = 0; l + 1 < L; l++)
-      for (int s = 0; s < S - 1; s++) {
-        glp_set_obj_coef(P, col_u(S, l, s), glp_get_obj_coef(P, col_u(S, l, s)) + pp->comm[l] * ts);
-        glp_set_obj_coef(P, col_u(S, l + 1, s), glp_get_obj_coef(P, col_u(S, l + 1, s)) - pp->comm[l] * ts);
-      }
-  int row = 0;
-#define ROW2(j1, a1, j2, a2, type, lo, up)                                                             \
-  do {                                                                                                 \
-    row = glp_add_rows(P, 1);                                                                          \
-    ind[1] = (j1), val[1] = (a1), ind[2] = (j2), val[2] = (a2);                                         \
-    glp_set_mat_row(P, row, 2, ind, val);                                                              \
-    glp_set_row_bnds(P, row, type, lo, up);                                                            \
-  } while (0)
-  for (int l = 0; l < L; l++)
-    for (int s = 0; s + 1 < S - 1; s++) ROW2(col_u(S, l, s), 1, col_u(S, l, s + 1), -1, GLP_UP, 0, 0);
-  for (int l = 0; l + 1 < L; l++)
-    for (int s = 0; s < S - 1; s++) ROW2(col_u(S, l + 1, s), 1, col_u(S, l, s), -1, GLP_UP, 0, 0);
-#undef ROW2
-  for (int l = 0; l + 1 < L; l++) {
-    memset(coef, 0, sizeof(double) * (ncols + 1));
-    for (int s = 0; s < S - 1; s++) coef[col_u(S, l, s)] += 1, coef[col_u(S, l + 1, s)] -= 1;
-    row = glp_add_rows(P, 1);
-    set_row(P, row, coef, ncols, ind, val);
-    glp_set_row_bnds(P, row, GLP_UP, 0, 1);
+  info->fixed = nu - nc;
+  int colT = ++nc, colM = ++nc;
+  /* tied pairs: the stages each layer can be in, and the (s, t) with a cost */
+  int nz = 0;
+  double tied_const = 0;
+  zcol = calloc((size_t)(T_ > 0 ? T_ : 1) * S * S, sizeof(int));
+  if (!zcol) goto oom;
+  for (int i = 0; i < T_ && mode == 0; i++) {
+    int a = pp->tied_a[i], b = pp->tied_b[i], sa0 = S, sa1 = -1, sb0 = S, sb1 = -1;
+    for (int s = 0; s < S; s++) { /* s possible for l iff lo[s] <= l < hi[s+1] */
+      if (lo[s] <= a && a < hi[s + 1]) sa0 = s < sa0 ? s : sa0, sa1 = s;
+      if (lo[s] <= b && b < hi[s + 1]) sb0 = s < sb0 ? s : sb0, sb1 = s;
+    }
+    if (sa0 == sa1 && sb0 == sb1) {
+      tied_const += pp->tied_cost[((size_t)i * S + sa0) * S + sb0];
+      continue;
+    }
+    for (int s = sa0; s <= sa1; s++)
+      for (int t = sb0; t <= sb1; t++)
+        if (pp->tied_cost[((size_t)i * S + s) * S + t] > 0) zcol[((size_t)i * S + s) * S + t] = ++nc, nz++;
   }
-  if (mode == 0)
-    for (int r = 0; r < D; r++) { /* M >= load_r */
-      double k = 0;
-      memset(coef, 0, sizeof(double) * (ncols + 1));
+  m.ncols = nc;
+  m.coef = calloc((size_t)nc + 1, sizeof(double));
+  m.v = calloc((size_t)nc + 1, sizeof(double));
+  m.ind = calloc((size_t)nc + 1, sizeof(int));
+  cbd.x0 = have_inc ? calloc((size_t)nc + 1, sizeof(double)) : NULL;
+  P = glp_create_prob();
+  if (!m.coef || !m.v || !m.ind || (have_inc && !cbd.x0) || !P) goto oom;
+  glp_set_prob_name(P, "bitpipe-partition");
+  glp_set_obj_dir(P, GLP_MIN);
+  glp_add_cols(P, nc);
+  for (int j = 1; j < colT; j++) glp_set_col_kind(P, j, GLP_BV);
+  glp_set_col_kind(P, colT, GLP_CV);
+  glp_set_obj_coef(P, colT, 1);
+  if (mode == 0) {
+    double tlo = pp->K * wstar * ts, tup = wcap > 0 ? pp->K * wcap * ts : 0;
+    if (!isfinite(tlo)) tlo = 0;
+    tlo *= 1 - 1e-9;
+    if (tup > tlo) glp_set_col_bnds(P, colT, GLP_DB, tlo, tup);
+    else glp_set_col_bnds(P, colT, GLP_LO, tlo, 0);
+  } else {
+    glp_set_col_bnds(P, colT, GLP_LO, 0, 0);
+  }
+  glp_set_col_kind(P, colM, GLP_CV); /* M, the largest load */
+  glp_set_col_bnds(P, colM, mode == 0 ? GLP_LO : GLP_FX, 0, 0);
+  glp_set_obj_coef(P, colM, mode == 0 ? BP_PART_TIE : 0);
+  for (int j = colM + 1; j <= nc; j++) glp_set_col_kind(P, j, GLP_CV), glp_set_col_bnds(P, j, GLP_LO, 0, 0);
+  /* the objective's linear part: communication over the cuts, and the tied z */
+  double obj0 = 0;
+  if (mode == 0) {
+    row_clear(&m);
+    for (int l = 0; l + 1 < L; l++)
+      for (int s = 0; s < S - 1; s++) add_u(&m, l, s, pp->comm[l] * ts), add_u(&m, l + 1, s, -pp->comm[l] * ts);
+    for (int j = 1; j <= nc; j++)
+      if (m.coef[j] != 0) glp_set_obj_coef(P, j, m.coef[j]);
+    obj0 = m.k + tied_const * ts;
+    for (int i = 0; i < T_; i++)
+      for (int s = 0; s < S; s++)
+        for (int t = 0; t < S; t++) {
+          int j = zcol[((size_t)i * S + s) * S + t];
+          if (j) glp_set_obj_coef(P, j, pp->tied_cost[((size_t)i * S + s) * S + t] * ts);
+        }
+  }
+  glp_set_obj_coef(P, 0, obj0);
+  /* the staircase */
+  for (int l = 0; l < L; l++)
+    for (int s = 0; s < S - 1; s++) {
+      if (s + 1 < S - 1) {
+        row_clear(&m), add_u(&m, l, s, 1), add_u(&m, l, s + 1, -1);
+        if (row_add(P, &m, 0) < 0) goto inconsistent;
+      }
+      if (l + 1 < L) {
+        row_clear(&m), add_u(&m, l + 1, s, 1), add_u(&m, l, s, -1);
+        if (row_add(P, &m, 0) < 0) goto inconsistent;
+      }
+    }
+  for (int l = 0; l + 1 < L; l++) {
+    row_clear(&m);
+    for (int s = 0; s < S - 1; s++) add_u(&m, l, s, 1), add_u(&m, l + 1, s, -1);
+    if (row_add(P, &m, 1) < 0) goto inconsistent;
+  }
+  if (mode == 0) {
+    for (int r = 0; r < D; r++) { /* M >= load_r, once per distinct rank */
+      int dup = 0;
+      for (int q = 0; q < r && !dup; q++) dup = same_vec(pp->mult + q * S, pp->mult + r * S, S);
+      if (dup) continue;
+      row_clear(&m);
       for (int s = 0; s < S; s++)
         if (pp->mult[r * S + s] != 0)
-          for (int l = 0; l < L; l++) add_x(coef, S, l, s, pp->mult[r * S + s] * pp->work[l] * ts, &k);
-      coef[colP] = -1;
-      row = glp_add_rows(P, 1);
-      set_row(P, row, coef, ncols, ind, val);
-      glp_set_row_bnds(P, row, GLP_UP, 0, -k);
+          for (int l = 0; l < L; l++) add_x(&m, l, s, pp->mult[r * S + s] * pp->work[l] * ts);
+      m.coef[colM] = -1;
+      if (row_add(P, &m, 0) < 0) goto inconsistent;
     }
-  if (mode == 0) { /* T >= M */
-    row = glp_add_rows(P, 1);
-    ind[1] = colP, val[1] = 1, ind[2] = colT, val[2] = -1;
-    glp_set_mat_row(P, row, 2, ind, val);
-    glp_set_row_bnds(P, row, GLP_UP, 0, 0);
-  }
-  if (mode == 0)
     for (int s = 0; s < S; s++) { /* T >= pace of stage s */
-      double k = 0;
-      memset(coef, 0, sizeof(double) * (ncols + 1));
-      for (int l = 0; l < L; l++) add_x(coef, S, l, s, pp->K * pp->work[l] * ts, &k);
-      coef[colT] = -1;
-      row = glp_add_rows(P, 1);
-      set_row(P, row, coef, ncols, ind, val);
-      glp_set_row_bnds(P, row, GLP_UP, 0, -k);
+      row_clear(&m);
+      for (int l = 0; l < L; l++) add_x(&m, l, s, pp->K * pp->work[l] * ts);
+      m.coef[colT] = -1;
+      if (row_add(P, &m, 0) < 0) goto inconsistent;
     }
-  if (mode == 1 || pp->mem_cap > 0)
-    for (int r = 0; r < D; r++)
+    for (int i = 0; i < T_; i++) /* z >= x[a][s] + x[b][t] - 1 */
+      for (int s = 0; s < S; s++)
+        for (int t = 0; t < S; t++) {
+          int j = zcol[((size_t)i * S + s) * S + t];
+          if (!j) continue;
+          row_clear(&m), add_x(&m, pp->tied_a[i], s, 1), add_x(&m, pp->tied_b[i], t, 1);
+          m.coef[j] = -1;
+          if (row_add(P, &m, 1) < 0) goto inconsistent;
+        }
+  }
+  if (mode == 1 || pp->mem_cap > 0) {
+    for (int r = 0; r < D; r++) {
+      int dup = 0; /* a rank holding the same stages with the same stash states as an earlier one */
+      for (int q = 0; q < r && !dup; q++)
+        if (pp->nvec[q] == pp->nvec[r] && same_vec(pp->copies + q * S, pp->copies + r * S, S)) {
+          int eq = 1;
+          for (int k = 0; k < pp->nvec[r] * S && eq; k++) eq = pp->vec[q][k] == pp->vec[r][k];
+          dup = eq;
+        }
+      if (dup) continue;
       for (int kk = 0; kk < (pp->nvec[r] ? pp->nvec[r] : 1); kk++) {
-        double k = 0;
-        memset(coef, 0, sizeof(double) * (ncols + 1));
+        row_clear(&m);
         for (int s = 0; s < S; s++) {
           double cs = pp->copies[r * S + s], vs = pp->nvec[r] ? pp->vec[r][kk * S + s] : 0;
           if (cs == 0 && vs == 0) continue;
           for (int l = 0; l < L; l++)
-            add_x(coef, S, l, s, (cs * pp->lc->l[l].state_bytes + vs * pp->lc->l[l].act_bytes) * memscale, &k);
+            add_x(&m, l, s, (cs * pp->lc->l[l].state_bytes + vs * pp->lc->l[l].act_bytes) * memscale);
         }
-        if (mode == 1) coef[colT] = -1;
-        row = glp_add_rows(P, 1);
-        set_row(P, row, coef, ncols, ind, val);
-        glp_set_row_bnds(P, row, GLP_UP, 0, (mode == 1 ? 0 : 1) - k);
+        if (mode == 1) m.coef[colT] = -1;
+        if (row_add(P, &m, mode == 1 ? 0 : 1) < 0) {
+          rc = 1; /* a rank's memory over the cap whatever the free cuts do */
+          goto done;
+        }
       }
-  info->rows = glp_get_num_rows(P), info->cols = ncols;
-  /* a heuristic incumbent: the better of uniform and prefix-balanced, when it meets the cap */
-  if (!o || o->warm_start) {
-    int cand[2][S + 1];
-    bp_part_uniform(L, S, cand[0]);
-    double pre = 0, tot = 0;
-    for (int l = 0; l < L; l++) tot += pp->work[l];
-    cand[1][0] = 0, cand[1][S] = L;
-    int s = 1;
-    for (int l = 0; l < L && s < S; l++) {
-      pre += pp->work[l];
-      if (pre >= tot * s / S || L - (l + 1) <= S - s) cand[1][s++] = l + 1;
     }
-    for (; s < S; s++) cand[1][s] = cand[1][s - 1] + 1; /* cannot happen; keeps it well formed */
-    int pick = -1;
-    double bestv = INFINITY;
-    for (int c = 0; c < 2; c++) {
-      int okc = 1;
-      for (int t = 0; t < S && okc; t++) okc = cand[c][t] < cand[c][t + 1];
-      if (!okc) continue;
-      double peak, v = bp_part_proxy(pp, cand[c], &peak);
-      if (mode == 1) v = peak;
-      if ((mode == 1 || pp->mem_cap <= 0 || peak <= pp->mem_cap) && v < bestv) bestv = v, pick = c;
-    }
-    if (pick >= 0) {
-      memcpy(heur, cand[pick], sizeof(int) * (S + 1));
-      for (int l = 0; l < L; l++) {
-        int st = 0;
-        while (heur[st + 1] <= l) st++;
-        for (int t = 0; t < S - 1; t++) cbd.x0[col_u(S, l, t)] = st <= t ? 1 : 0;
+  }
+  info->rows = glp_get_num_rows(P), info->cols = nc;
+  if (have_inc) { /* the incumbent in these columns */
+    for (int l = 0; l < L; l++)
+      for (int s = 0; s < S - 1; s++) {
+        size_t i = (size_t)l * (S - 1) + s;
+        if (m.col[i]) cbd.x0[m.col[i]] = l < inc[s + 1] ? 1 : 0;
       }
-      bp_part_eval ev;
-      if (bp_part_evaluate(pp, heur, 0, &ev, NULL, 0) == 0) {
-        cbd.x0[colT] = mode == 1 ? ev.peak_mem * memscale : fmax(ev.max_load, ev.pace) * ts;
-        cbd.x0[colP] = mode == 1 ? 0 : ev.max_load * ts;
-        bp_part_eval_free(&ev);
-      } else {
-        free(cbd.x0);
-        cbd.x0 = NULL;
-      }
-    } else {
-      free(cbd.x0);
-      cbd.x0 = NULL;
+    bp_part_eval ev;
+    if (bp_part_evaluate(pp, inc, 0, &ev, err, errlen)) goto done;
+    cbd.x0[colT] = mode == 1 ? ev.peak_mem * memscale : ev.pace * ts;
+    cbd.x0[colM] = mode == 1 ? 0 : ev.max_load * ts;
+    bp_part_eval_free(&ev);
+    for (int i = 0; i < T_; i++) {
+      int sa = stage_of(inc, S, pp->tied_a[i]), sb = stage_of(inc, S, pp->tied_b[i]);
+      int j = zcol[((size_t)i * S + sa) * S + sb];
+      if (j) cbd.x0[j] = 1;
     }
-  } else {
-    free(cbd.x0);
-    cbd.x0 = NULL;
   }
   /* The LP relaxation first (no MIP presolve: the callback's incumbent is in the original columns) */
-  double t0 = now_s();
   glp_smcp sm;
   glp_init_smcp(&sm);
   sm.msg_lev = o && o->verbose ? GLP_MSG_ON : GLP_MSG_OFF;
@@ -247,7 +354,8 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   glp_init_iocp(&parm);
   parm.presolve = GLP_OFF;
   parm.msg_lev = o && o->verbose ? GLP_MSG_ON : GLP_MSG_OFF;
-  parm.tm_lim = (int)(1000 * (o && o->time_limit_s > 0 ? o->time_limit_s : 60));
+  double limit = o && o->time_limit_s > 0 ? o->time_limit_s : 60;
+  parm.tm_lim = (int)(1000 * limit);
   parm.mip_gap = 0;
   parm.cb_func = callback;
   parm.cb_info = &cbd;
@@ -266,15 +374,18 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   if (st != GLP_OPT && st != GLP_FEAS) {
     if (info->timed_out)
       bp_sched_errf(err, errlen, "partition: GLPK found no integer solution within %.0f s (%d layers, %d stages)",
-                    parm.tm_lim / 1000.0, L, S);
+                    limit, L, S);
     else bp_sched_errf(err, errlen, "partition: glp_intopt ended without a solution (status %d)", st);
     goto done;
   }
-  /* read the stages back from u */
+  /* read the cuts back: first[s+1] = the layers with u[l][s] = 1 */
   first[0] = 0, first[S] = L;
   for (int s = 0; s < S - 1; s++) {
     int n = 0;
-    for (int l = 0; l < L; l++) n += glp_mip_col_val(P, col_u(S, l, s)) > 0.5;
+    for (int l = 0; l < L; l++) {
+      size_t i = (size_t)l * (S - 1) + s;
+      n += m.col[i] ? glp_mip_col_val(P, m.col[i]) > 0.5 : m.val[i];
+    }
     first[s + 1] = n;
   }
   for (int s = 0; s < S; s++)
@@ -283,6 +394,7 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
       goto done;
     }
   double scale = mode == 1 ? memscale : ts, peak;
+  if (mode == 0) bp_part_polish(pp, first);
   info->mip_obj = glp_mip_obj_val(P) / scale;
   info->obj = bp_part_proxy(pp, first, &peak);
   if (mode == 1) info->obj = peak;
@@ -291,9 +403,17 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   if (info->bound > info->obj) info->bound = info->obj;
   info->gap = info->obj > 0 ? (info->obj - info->bound) / info->obj : 0;
   rc = 0;
+  goto done;
+inconsistent:
+  bp_sched_errf(err, errlen, "partition: the cut ranges contradict a structural row (internal error)");
+  goto done;
+oom:
+  bp_sched_errf(err, errlen, "partition: out of memory");
 done:
+  if (!info->seconds) info->seconds = now_s() - t0;
   if (P) glp_delete_prob(P);
-  free(coef), free(val), free(ind), free(cbd.x0), free(heur);
+  free(lo), free(hi), free(inc), free(zcol), free(m.col), free(m.val), free(m.coef), free(m.v), free(m.ind);
+  free(cbd.x0);
   return rc;
 }
 

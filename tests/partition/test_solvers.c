@@ -1,6 +1,6 @@
 /* tests/partition/test_solvers.c — the GLPK integer program against the exact search on random
- * instances (layers 5-40, D 2-8, every schedule, random memory caps and links): same optimum, and
- * the same infeasibility verdict. Also: the evaluator's memory equals the simulator's, uniform and
+ * instances (layers 5-40, D 2-8, every schedule, random memory caps and links, tied parameters
+ * between random layers): same optimum, and the same infeasibility verdict. Also: the evaluator's memory equals the simulator's, uniform and
  * manual partitions parse, and on a heavy-head GPT-2 (124M shapes, analytic H100) the automatic
  * partition beats the uniform one in simulated step time, with fewer blocks beside the head. */
 #include "partitioner/partition.h"
@@ -32,12 +32,20 @@ static void random_costs(bp_lcosts *c, int L) {
     x->out_bytes = 1e4 * (0.5 + urand());
   }
   if (urand() < 0.5) c->link_bw = 1e5 * (1 + urand() * 10), c->link_lat = 0.01 * urand();
+  /* tied parameters: the embedding/head pair, or any two layers (the solver's z variables) */
+  double u = urand();
+  if (u < 0.3) bp_lcosts_add_tied(c, 0, L - 1, 2e6, "wte", &e);
+  else if (u < 0.7) {
+    int a = irand(0, L - 2), b = irand(a + 1, L - 1);
+    bp_lcosts_add_tied(c, a, b, 1e6 * (1 + urand() * 20), "shared", &e);
+    if (urand() < 0.5) bp_lcosts_add_tied(c, irand(0, a), b, 5e5, "shared2", &e);
+  }
 }
 
 static void random_instances(void) {
   int n_sched;
   const bp_schedule_info *all = bp_schedule_list(&n_sched);
-  int compared = 0, infeasible = 0, skipped = 0;
+  int compared = 0, infeasible = 0, skipped = 0, with_tied = 0;
   double worst_ilp = 0;
   for (int it = 0; it < 80; it++) {
     const char *name = all[it % n_sched].name;
@@ -80,6 +88,7 @@ static void random_instances(void) {
               re, ri, err);
         if (re == 0 && ri == 0) {
           compared++;
+          with_tied += bp_part_tied(&pp, fe) > 0 || bp_part_tied(&pp, fi) > 0;
           CHECK(fabs(ei.obj - ii.obj) <= 1e-6 * ei.obj, "%s D=%d N=%d L=%d: exact %.9g, GLPK %.9g", name, D, N, L,
                 ei.obj, ii.obj);
           CHECK(ii.gap < 1e-6, "%s: GLPK's gap %.3g at an optimum", name, ii.gap);
@@ -111,8 +120,10 @@ static void random_instances(void) {
     bp_lcosts_free(&c);
     bp_program_free(&p);
   }
-  printf("random instances: %d optima compared, %d infeasible in both, %d skipped (limit); slowest GLPK %.3f s\n",
-         compared, infeasible, skipped, worst_ilp);
+  printf("random instances: %d optima compared (%d with a tied all-reduce), %d infeasible in both, %d skipped "
+         "(limit); slowest GLPK %.3f s\n",
+         compared, with_tied, infeasible, skipped, worst_ilp);
+  CHECK(with_tied >= 5, "too few instances pay a tied all-reduce (%d)", with_tied);
   CHECK(compared >= 40, "too few instances compared (%d)", compared);
 }
 

@@ -1,0 +1,290 @@
+/* partitioner/partition_heur.c — what the integer program is given before GLPK starts: the exact
+ * bottleneck (the smallest possible largest stage, by dynamic programming), an incumbent (dynamic
+ * programming plus a local search on the real objective), and the range each cut can take given a
+ * largest-stage bound and the memory cap (a greedy sweep from each end). With an incumbent of value
+ * UB the pace term alone bounds every stage's work: K * w_s <= UB - TIE * (average load) - (the
+ * cheapest S-1 cuts), which pins most cut variables before branching starts. */
+#include "partitioner/partition.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the bottleneck ------------------------------------------------------------------------- */
+
+double bp_part_bottleneck(const bp_part_problem *pp) {
+  int L = pp->L, S = pp->S;
+  double *pre = malloc(sizeof(double) * (size_t)(L + 1)), *cur = malloc(sizeof(double) * (size_t)(L + 1));
+  double *nxt = malloc(sizeof(double) * (size_t)(L + 1)), res = INFINITY;
+  if (!pre || !cur || !nxt) goto done;
+  pre[0] = 0;
+  for (int l = 0; l < L; l++) pre[l + 1] = pre[l] + pp->work[l];
+  /* cur[e]: the best largest stage of [0, e) in s stages */
+  for (int e = 0; e <= L; e++) cur[e] = e >= 1 ? pre[e] : INFINITY;
+  for (int s = 2; s <= S; s++) {
+    for (int e = 0; e <= L; e++) {
+      nxt[e] = INFINITY;
+      if (e < s) continue;
+      for (int j = e - 1; j >= s - 1; j--) {
+        double seg = pre[e] - pre[j];
+        if (seg >= nxt[e]) break; /* longer last stages only get heavier */
+        double v = fmax(cur[j], seg);
+        if (v < nxt[e]) nxt[e] = v;
+      }
+    }
+    double *t = cur;
+    cur = nxt, nxt = t;
+  }
+  res = cur[L];
+done:
+  free(pre), free(cur), free(nxt);
+  return res;
+}
+
+/* The partition with every stage's work <= wcap and the cheapest cuts (comm), or -1. */
+static int cheapest_cuts(const bp_part_problem *pp, double wcap, int *first) {
+  int L = pp->L, S = pp->S, rc = -1;
+  double *pre = malloc(sizeof(double) * (size_t)(L + 1));
+  double *c = malloc(sizeof(double) * (size_t)(S + 1) * (L + 1));
+  int *arg = malloc(sizeof(int) * (size_t)(S + 1) * (L + 1));
+  if (!pre || !c || !arg) goto done;
+  pre[0] = 0;
+  for (int l = 0; l < L; l++) pre[l + 1] = pre[l] + pp->work[l];
+#define C(s, e) c[(size_t)(s) * (L + 1) + (e)]
+#define A(s, e) arg[(size_t)(s) * (L + 1) + (e)]
+  for (int s = 0; s <= S; s++)
+    for (int e = 0; e <= L; e++) C(s, e) = INFINITY, A(s, e) = -1;
+  C(0, 0) = 0;
+  for (int s = 1; s <= S; s++)
+    for (int e = s; e <= L - (S - s); e++)
+      for (int j = e - 1; j >= s - 1; j--) {
+        if (pre[e] - pre[j] > wcap) break;
+        if (isinf(C(s - 1, j))) continue;
+        double v = C(s - 1, j) + (j > 0 ? pp->comm[j - 1] : 0);
+        if (v < C(s, e)) C(s, e) = v, A(s, e) = j;
+      }
+  if (isinf(C(S, L))) goto done;
+  first[S] = L;
+  for (int s = S; s >= 1; s--) first[s - 1] = A(s, first[s]);
+  rc = 0;
+#undef C
+#undef A
+done:
+  free(pre), free(c), free(arg);
+  return rc;
+}
+
+/* ---- the incumbent ---------------------------------------------------------------------------- */
+
+/* A partition's score, compared lexicographically: memory over the cap summed over the ranks (so a
+ * move that helps any rank over the cap counts), the objective (mode 0: the proxy; mode 1: the
+ * peak memory), then the sum of squares of what the objective takes the largest of (loads;
+ * memories), which steers moves across plateaus where the largest does not change. */
+typedef struct {
+  double excess, value, spread;
+} score_t;
+
+static score_t score(const bp_part_problem *pp, const int *first, int mode, double *load, double *mem) {
+  score_t sc = {0, 0, 0};
+  double v = bp_part_proxy_ranks(pp, first, load, mem), peak = 0;
+  for (int r = 0; r < pp->D; r++) {
+    if (mem[r] > peak) peak = mem[r];
+    if (mode == 0 && pp->mem_cap > 0 && mem[r] > pp->mem_cap) sc.excess += mem[r] - pp->mem_cap;
+    double x = mode == 1 ? mem[r] : load[r];
+    sc.spread += x * x;
+  }
+  sc.value = mode == 1 ? peak : v;
+  return sc;
+}
+
+static int lt(double a, double b) { return isinf(b) ? a < b : a < b - 1e-12 * (fabs(a) + fabs(b)); }
+
+static int better(score_t a, score_t b) {
+  if (lt(a.excess, b.excess)) return 1;
+  if (lt(b.excess, a.excess)) return 0;
+  if (lt(a.value, b.value)) return 1;
+  if (lt(b.value, a.value)) return 0;
+  return lt(a.spread, b.spread);
+}
+
+/* Moves one cut by up to 2 layers, or two neighbouring cuts together by 1 (a stage slides), taking
+ * the first that improves, until none does. */
+static score_t local_search(const bp_part_problem *pp, int mode, int *first) {
+  int S = pp->S, D = pp->D;
+  double load[D], mem[D];
+  score_t cur = score(pp, first, mode, load, mem);
+  for (int pass = 0, improved = 1; improved && pass < 10000; pass++) {
+    improved = 0;
+    for (int s = 1; s < S; s++)
+      for (int mv = 0; mv < 6; mv++) {
+        static const int dd[6] = {-1, 1, -2, 2, -1, 1};
+        int d = dd[mv], two = mv >= 4 && s + 1 < S;
+        if (mv >= 4 && !two) continue;
+        int o1 = first[s], o2 = two ? first[s + 1] : 0;
+        first[s] += d;
+        if (two) first[s + 1] += d;
+        int ok = first[s] > first[s - 1] && first[s] < first[s + 1] && (!two || first[s + 1] < first[s + 2]);
+        score_t sc;
+        if (ok && better(sc = score(pp, first, mode, load, mem), cur)) {
+          cur = sc, improved = 1;
+        } else {
+          first[s] = o1;
+          if (two) first[s + 1] = o2;
+        }
+      }
+  }
+  return cur;
+}
+
+/* Cuts where a running sum of per-layer weights passes s/S of its total. */
+static int balanced(int L, int S, const double *w, int *c) {
+  double tot = 0, run = 0;
+  for (int l = 0; l < L; l++) tot += w[l];
+  c[0] = 0, c[S] = L;
+  int s = 1;
+  for (int l = 0; l < L && s < S; l++) {
+    run += w[l];
+    if ((run >= tot * s / S && l + 1 >= s) || L - (l + 1) <= S - s) c[s++] = l + 1;
+  }
+  if (s != S) return -1;
+  for (int t = 0; t < S; t++)
+    if (c[t] >= c[t + 1]) return -1;
+  return 0;
+}
+
+int bp_part_incumbent(const bp_part_problem *pp, int mode, int *first, double *value) {
+  int L = pp->L, S = pp->S, nc = 0;
+  int(*cand)[S + 1] = malloc(sizeof(int) * (size_t)(S + 1) * 6);
+  double *w = malloc(sizeof(double) * (size_t)L);
+  if (!cand || !w) {
+    free(cand), free(w);
+    return 0;
+  }
+  bp_part_uniform(L, S, cand[nc++]);
+  if (balanced(L, S, pp->work, cand[nc]) == 0) nc++;
+  double ws = bp_part_bottleneck(pp);
+  if (isfinite(ws) && cheapest_cuts(pp, ws * (1 + 1e-12), cand[nc]) == 0) nc++;
+  for (int l = 0; l < L; l++) w[l] = pp->lc->l[l].state_bytes + pp->lc->l[l].act_bytes;
+  if (balanced(L, S, w, cand[nc]) == 0) nc++;
+  /* under a cap: the partition of least peak memory, as a start for the proxy */
+  if (mode == 0 && pp->mem_cap > 0 && bp_part_incumbent(pp, 1, cand[nc], &ws)) nc++;
+  score_t best = {INFINITY, INFINITY, INFINITY};
+  for (int k = 0; k < nc; k++) {
+    score_t sc = local_search(pp, mode, cand[k]);
+    if (better(sc, best)) best = sc, memcpy(first, cand[k], sizeof(int) * (S + 1));
+  }
+  free(cand), free(w);
+  if (!(best.excess == 0)) return 0;
+  *value = best.value;
+  return 1;
+}
+
+/* ---- cut ranges ------------------------------------------------------------------------------- */
+
+typedef struct {
+  const bp_part_problem *pp;
+  double *pw, *ps, *pa; /* prefix sums: work, state, act */
+  double *cv;           /* [S][D][2]: (copies, largest stash count) of each rank holding s */
+  int *ncv;             /* [S] */
+  double wcap, mcap;
+} ranger;
+
+/* Can stage s hold layers [a, e)? Its work, and on each rank holding it its weights + its own
+ * largest stash (a lower bound on the rank's memory), within the caps. */
+static int seg_ok(const ranger *g, int s, int a, int e) {
+  if (g->wcap > 0 && g->pw[e] - g->pw[a] > g->wcap) return 0;
+  if (g->mcap > 0) {
+    const double *cv = g->cv + (size_t)s * g->pp->D * 2;
+    double st = g->ps[e] - g->ps[a], ac = g->pa[e] - g->pa[a];
+    for (int k = 0; k < g->ncv[s]; k++)
+      if (cv[2 * k] * st + cv[2 * k + 1] * ac > g->mcap) return 0;
+  }
+  return 1;
+}
+
+int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, int *lo, int *hi) {
+  int L = pp->L, S = pp->S, D = pp->D, rc = -1;
+  ranger g = {.pp = pp, .wcap = wcap, .mcap = mcap};
+  g.pw = calloc((size_t)L + 1, sizeof(double)), g.ps = calloc((size_t)L + 1, sizeof(double));
+  g.pa = calloc((size_t)L + 1, sizeof(double)), g.cv = calloc((size_t)S * D * 2, sizeof(double));
+  g.ncv = calloc((size_t)S, sizeof(int));
+  if (!g.pw || !g.ps || !g.pa || !g.cv || !g.ncv) goto done;
+  for (int l = 0; l < L; l++) {
+    g.pw[l + 1] = g.pw[l] + pp->work[l];
+    g.ps[l + 1] = g.ps[l] + pp->lc->l[l].state_bytes;
+    g.pa[l + 1] = g.pa[l] + pp->lc->l[l].act_bytes;
+  }
+  for (int s = 0; s < S; s++)
+    for (int r = 0; r < D; r++) {
+      if (pp->copies[r * S + s] <= 0) continue;
+      int v = 0;
+      for (int k = 0; k < pp->nvec[r]; k++)
+        if (pp->vec[r][k * S + s] > v) v = pp->vec[r][k * S + s];
+      double *cv = g.cv + (size_t)s * D * 2 + 2 * g.ncv[s]++;
+      cv[0] = pp->copies[r * S + s], cv[1] = v;
+    }
+  /* from the left: hi[s+1] = the furthest end of stage s after the furthest ends before it */
+  lo[0] = hi[0] = 0;
+  lo[S] = hi[S] = L;
+  int pos = 0;
+  for (int s = 0; s < S - 1; s++) {
+    int e = pos + 1;
+    if (e > L - (S - 1 - s) || !seg_ok(&g, s, pos, e)) {
+      rc = 1;
+      goto done;
+    }
+    while (e + 1 <= L - (S - 1 - s) && seg_ok(&g, s, pos, e + 1)) e++;
+    hi[s + 1] = pos = e;
+  }
+  /* from the right: lo[s] = the earliest start of stage s after the earliest starts after it */
+  pos = L;
+  for (int s = S - 1; s >= 1; s--) {
+    int b = pos - 1;
+    if (b < s || !seg_ok(&g, s, b, pos)) {
+      rc = 1;
+      goto done;
+    }
+    while (b - 1 >= s && seg_ok(&g, s, b - 1, pos)) b--;
+    lo[s] = pos = b;
+  }
+  rc = 0;
+  for (int s = 0; s <= S; s++)
+    if (lo[s] > hi[s]) rc = 1;
+  /* the last and first stages' own conditions (the sweeps checked only one side of each) */
+  if (rc == 0 && (!seg_ok(&g, S - 1, hi[S - 1], L) || !seg_ok(&g, 0, 0, lo[1]))) rc = 1;
+done:
+  free(g.pw), free(g.ps), free(g.pa), free(g.cv), free(g.ncv);
+  return rc;
+}
+
+/* ---- polishing an optimum ------------------------------------------------------------------ */
+
+/* Sum of squared rank loads, and whether the partition fits the cap. */
+static double spread(const bp_part_problem *pp, const int *first, double *peak) {
+  bp_part_eval ev;
+  if (bp_part_evaluate(pp, first, 0, &ev, NULL, 0)) return INFINITY;
+  double v = 0;
+  for (int r = 0; r < pp->D; r++) v += ev.load[r] * ev.load[r];
+  *peak = ev.peak_mem;
+  bp_part_eval_free(&ev);
+  return v;
+}
+
+void bp_part_polish(const bp_part_problem *pp, int *first) {
+  int S = pp->S;
+  double peak, opt = bp_part_proxy(pp, first, &peak), cur = spread(pp, first, &peak);
+  double tol = opt * (1 + 1e-12);
+  for (int pass = 0, improved = 1; improved && pass < 1000; pass++) {
+    improved = 0;
+    for (int s = 1; s < S; s++)
+      for (int d = -2; d <= 2; d++) {
+        if (!d) continue;
+        int old = first[s], nw = old + d;
+        if (nw <= first[s - 1] || nw >= first[s + 1]) continue;
+        first[s] = nw;
+        double pk, v = bp_part_proxy(pp, first, &pk), sp = v <= tol ? spread(pp, first, &pk) : INFINITY;
+        if (v <= tol && (pp->mem_cap <= 0 || pk <= pp->mem_cap) && sp < cur * (1 - 1e-12)) cur = sp, improved = 1;
+        else first[s] = old;
+      }
+  }
+}
