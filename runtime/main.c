@@ -212,8 +212,8 @@ static void print_config(bp_rt *rt, const double *planned, const double *alloc) 
   bp_rt_say(rt, "train: schedule %s, D=%d pipeline ranks x R=%d replicas, N=%d micro-batches of B=%d x T=%d tokens, "
                 "%d stages, %d parameter tensors\n", p->schedule, rt->D, rt->R, rt->N, m->batch, m->seq, m->n_stages,
             m->n_params);
-  bp_rt_say(rt, "train: optimizer %s lr %g%s, clip %g, dropout %s, seed %llu, data %s%s\n",
-            hp->optimizer == 1 ? "adamw" : "sgd", hp->lr, hp->optimizer == 1 ? "" : "", hp->clip,
+  bp_rt_say(rt, "train: optimizer %s lr %g, clip %g, dropout %s, seed %llu, data %s%s\n",
+            hp->optimizer == 1 ? "adamw" : "sgd", hp->lr, hp->clip,
             hp->dropout ? "on" : "off", (unsigned long long)hp->seed, rt->o.data ? rt->o.data : "fixed batch",
             rt->step ? " (resumed)" : "");
   if (rt->step) bp_rt_say(rt, "train: resumed at step %ld (data position %lld sequences)\n", rt->step, (long long)rt->data_pos);
@@ -250,7 +250,7 @@ static void print_summary(bp_rt *rt) {
     for (int w = 0; w < W; w++) st = step[w] > st ? step[w] : st;
     double tokens = (double)rt->N * rt->R * m->batch * m->seq;
     printf("summary (measured with each rank's clock over %ld step%s%s):\n", n, n > 1 ? "s" : "",
-           n < rt->o.steps ? ", the first step left out as warm-up" : "");
+           rt->warmup_skipped ? ", the first step left out as warm-up" : "");
     printf("  step time      %.3f ms (slowest rank's mean)", st * 1e3);
     if (rt->plan->predicted_step_s > 0) printf("; plan predicted %.3f ms (compile-time costs, simulated)", rt->plan->predicted_step_s * 1e3);
     printf("\n  tokens/s       %.0f", tokens / st);
@@ -375,7 +375,6 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
     fail_local(&rt, &e);
   }
   rt.t_start = bp_tp_now();
-  double waited0 = tp.waited_s;
   long first = rt.step + 1;
   while (rt.step < rt.o.steps) {
     double w0 = tp.waited_s;
@@ -394,6 +393,7 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
               rt.step_s > 0 ? tokens / rt.step_s : 0);
     /* the first step of a run warms caches and pages in the arenas: left out when there are more */
     if (rt.step > first || rt.o.steps == first) {
+      rt.warmup_skipped = rt.step > first;
       rt.sum_busy += rt.busy_s;
       rt.sum_step += rt.step_s;
       rt.sum_wait += tp.waited_s - w0;
@@ -407,7 +407,6 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
       fail_local(&rt, &e);
     }
   }
-  (void)waited0;
   if (!rt.o.quiet) print_summary(&rt);
   /* the closing phases gather to rank 0 and write files: the watchdog allows for the disk */
   tp.timeout_s = bp_rt_io_timeout(&rt, 0) + (rt.o.trace ? 120 : 0);

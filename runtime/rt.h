@@ -123,6 +123,7 @@ typedef struct bp_rt {
   double busy_s, step_s;             /* this step: compute time, wall time */
   double sum_busy, sum_step, sum_wait;
   long measured_steps;
+  int warmup_skipped;
   /* trace */
   int tracing;
   bp_rt_event *ev;

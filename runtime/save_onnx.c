@@ -76,6 +76,7 @@ int bp_rt_save_onnx(bp_rt *rt, const char *path, bp_err *e) {
   if (rc == 0 && rename(tmp, path) < 0) rc = bp_errf(e, "--save-onnx: renaming to '%s': %s", path, strerror(errno));
   if (rc < 0) unlink(tmp);
   free(all);
-  (void)skipped;
+  if (rc == 0 && skipped && !rt->o.quiet)
+    fprintf(stderr, "train: --save-onnx: %d of %d parameters could not be written back\n", skipped, m->n_params);
   return rc;
 }

@@ -286,6 +286,8 @@ open(sys.argv[1], 'wb').write(struct.pack('<256i', 20240520, 1, 30, *[0] * 253) 
   expect_error "missing checkpoint" "No such file"
   single -- "${ok[@]}" --optimizer adamw --resume "$d/d1/ck"
   expect_error "checkpoint and optimizer disagree" "holds SGD state; this run uses AdamW"
+  single -- "${ok[@]}" --steps 3 --lr 1e30
+  expect_error "diverging training" "the loss is NaN; stopping"
   single -- "${ok[@]}" --steps x
   expect_error "bad number" "expects a number"
   single -- "${ok[@]}" --lr -1
