@@ -117,6 +117,9 @@ typedef struct bp_cg {
 /* The front half: graph, layers, costs, schedule program (validated), partition. `log` (or NULL)
  * receives one progress line per phase. */
 int bp_cg_prepare(bp_cg *cg, const bp_cg_opts *o, FILE *log, bp_err *e);
+/* Simulates the program with the partition's per-stage costs (after bp_cg_prepare); the caller frees
+ * res with bp_sim_result_free. */
+int bp_cg_simulate(const bp_cg *cg, bp_sim_result *res, bp_err *e);
 /* Per-stage graphs (stages.c). Needs cg->t, n_fwd, ml, S, first. */
 int bp_cg_build_stages(bp_cg *cg, bp_err *e);
 /* Memory plan of every stage, parameter table, weights layout, fingerprint, per-rank bytes. */

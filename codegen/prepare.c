@@ -88,16 +88,12 @@ static int find_layers(bp_cg *cg, bp_layers_granularity gran, bp_err *e) {
   return rc;
 }
 
-/* The simulator with one cost row per stage (as the partition evaluator builds it), for the
- * per-rank bubble the plan reports. */
-static int simulate_partition(bp_cg *cg, bp_err *e) {
-  int S = cg->S, D = cg->prog.D;
+/* The simulator with one cost row per stage (as the partition evaluator builds it): the plan's
+ * predicted step time and bubble, and the timeline the compiler draws (TRAIN.svg). */
+int bp_cg_simulate(const bp_cg *cg, bp_sim_result *res, bp_err *e) {
+  int S = cg->S;
   bp_costs table = {.n = S, .layer = calloc((size_t)S, sizeof(bp_layer_cost))};
-  cg->pred_bubble = calloc((size_t)D, sizeof(double));
-  if (!table.layer || !cg->pred_bubble) {
-    free(table.layer);
-    return bp_errf(e, "out of memory");
-  }
+  if (!table.layer) return bp_errf(e, "out of memory");
   for (int s = 0; s < S; s++) {
     bp_layer_cost *c = &table.layer[s];
     for (int l = cg->first[s]; l < cg->first[s + 1]; l++) {
@@ -110,11 +106,19 @@ static int simulate_partition(bp_cg *cg, bp_err *e) {
   bp_sim_config_default(&cfg);
   cfg.costs = &table;
   cfg.latency = cg->lc.link_lat, cfg.bandwidth = cg->lc.link_bw;
-  bp_sim_result res;
   char err[1024];
-  int rc = bp_simulate(&cg->prog, &cfg, &res, err, sizeof err);
+  int rc = bp_simulate(&cg->prog, &cfg, res, err, sizeof err);
   free(table.layer);
   if (rc) return bp_errf(e, "simulator: %s", err);
+  return 0;
+}
+
+static int simulate_partition(bp_cg *cg, bp_err *e) {
+  int D = cg->prog.D;
+  cg->pred_bubble = calloc((size_t)D, sizeof(double));
+  if (!cg->pred_bubble) return bp_errf(e, "out of memory");
+  bp_sim_result res;
+  if (bp_cg_simulate(cg, &res, e)) return -1;
   cg->pred_step_s = res.step_time;
   for (int r = 0; r < D; r++) cg->pred_bubble[r] = res.bubble[r];
   bp_sim_result_free(&res);

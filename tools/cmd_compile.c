@@ -24,8 +24,9 @@ static void help(FILE *f) {
           "\n"
           "Compiles MODEL (ONNX) into a pipeline-parallel training program: cuts it into layers, costs\n"
           "them, places them on the schedule's stages, gives every stage its own forward and backward,\n"
-          "plans memory, and writes TRAIN.c (readable C), TRAIN.weights, TRAIN.plan.json, then compiles\n"
-          "and links TRAIN against libbitpipe. Run it with: mpirun -np D ./TRAIN --data TOKENS.bin\n"
+          "plans memory, and writes TRAIN.c (readable C), TRAIN.weights, TRAIN.plan.json and TRAIN.svg\n"
+          "(the predicted timeline), then compiles and links TRAIN against libbitpipe. Run it with:\n"
+          "mpirun -np D ./TRAIN --data TOKENS.bin\n"
           "\n"
           "  -o TRAIN                the program to write (required)\n"
           "  -D N                    pipeline ranks (default 4)\n"
@@ -51,7 +52,7 @@ static void help(FILE *f) {
           "  --lr X --momentum M --weight-decay W --beta1 B1 --beta2 B2 --eps E --clip C --seed N\n"
           "  --no-dropout            Dropout is the identity\n"
           "  --freeze REGEX, --train REGEX, --no-retie   as for bitpipec train\n"
-          "  --emit-c                stop after writing TRAIN.c, TRAIN.weights and TRAIN.plan.json\n"
+          "  --emit-c                stop after writing TRAIN.c, TRAIN.weights, TRAIN.plan.json and TRAIN.svg\n"
           "\n"
           "Compile and link: %s <cflags> TRAIN.c <libs> -o TRAIN, with the flags this build recorded\n"
           "(or, when BITPIPE_HOME is set, $BITPIPE_HOME/include and $BITPIPE_HOME/lib).\n",
@@ -126,6 +127,19 @@ static void human(double b, char *buf, size_t n) {
   if (b >= 1073741824.0) snprintf(buf, n, "%.2f GiB", b / 1073741824.0);
   else if (b >= 1048576.0) snprintf(buf, n, "%.2f MiB", b / 1048576.0);
   else snprintf(buf, n, "%.1f KiB", b / 1024.0);
+}
+
+/* TRAIN.svg: the simulated timeline of every rank (the plan's prediction), to set beside the
+ * measured one (./train --trace). */
+static int write_timeline(const bp_cg *cg, const char *path, bp_err *e) {
+  bp_sim_result res;
+  if (bp_cg_simulate(cg, &res, e)) return -1;
+  FILE *f = fopen(path, "w");
+  int rc = f ? bp_render_svg(f, &cg->prog, &res) : -1;
+  if (f && fclose(f) != 0) rc = -1;
+  bp_sim_result_free(&res);
+  if (rc) return bp_errf(e, "%s: cannot write the timeline", path);
+  return 0;
 }
 
 int bp_cmd_compile(int argc, char **argv) {
@@ -224,7 +238,8 @@ int bp_cmd_compile(int argc, char **argv) {
   bp_err e = {0};
   bp_cg cg;
   int rc = 1;
-  char csrc[4200], wpath[4200], ppath[4200], wname[4200], pname[4200];
+  char csrc[4200], wpath[4200], ppath[4200], wname[4200], pname[4200], svg[4200];
+  snprintf(svg, sizeof svg, "%s.svg", out);
   snprintf(csrc, sizeof csrc, "%s.c", out);
   snprintf(wpath, sizeof wpath, "%s.weights", out);
   snprintf(ppath, sizeof ppath, "%s.plan.json", out);
@@ -257,15 +272,15 @@ int bp_cmd_compile(int argc, char **argv) {
   snprintf(cc + strlen(cc), sizeof cc - strlen(cc), " %s -o", libs);
   append_arg(cc, sizeof cc, out);
   if (bp_cg_emit_c(&cg, csrc, wname, pname, cmdline, cc, &e) || bp_cg_write_weights(&cg, wpath, &e) ||
-      bp_cg_write_plan(&cg, ppath, &e))
+      bp_cg_write_plan(&cg, ppath, &e) || write_timeline(&cg, svg, &e))
     goto fail;
   {
     struct stat sc, sw;
     char h1[64], h2[64];
     human(stat(csrc, &sc) == 0 ? (double)sc.st_size : 0, h1, sizeof h1);
     human(stat(wpath, &sw) == 0 ? (double)sw.st_size : 0, h2, sizeof h2);
-    printf("emit      %s (%s), %s (%s), %s (fingerprint %016llx)\n", csrc, h1, wpath, h2, ppath,
-           (unsigned long long)cg.fingerprint);
+    printf("emit      %s (%s), %s (%s), %s (fingerprint %016llx), %s (predicted timeline)\n", csrc, h1, wpath,
+           h2, ppath, (unsigned long long)cg.fingerprint, svg);
   }
   if (emit_only) {
     printf("done      --emit-c: not compiled; build with:\n          %s\n", cc);
