@@ -2,6 +2,7 @@
  * CPU profiling with its cache, and closed-form GPT-2 layers (see layer_costs.h). */
 #include "partitioner/layer_costs.h"
 #include "frontend/autodiff.h"
+#include "frontend/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -52,18 +53,20 @@ int bp_lcosts_add_tied(bp_lcosts *c, int a, int b, double bytes, const char *nam
 }
 
 /* The loss is the first output of the last forward node (bp_loss_append puts it there). A float
- * initializer is a parameter when the loss depends on it (the rule bp_model_layers_build uses).
- * One pass over the forward nodes: a parameter's first reading layer pairs with every other. */
+ * initializer is a parameter when the loss depends on it (the rule bp_model_layers_build uses) and
+ * it is neither a buffer nor a scalar literal (the rule `bitpipec train` freezes by). One pass over
+ * the forward nodes: a parameter's first reading layer pairs with every other. */
 int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e) {
   const bp_graph *g = m->g;
   if (!g || m->n_fwd <= 0) return 0;
   int nt = g->ntensors, rc = -1;
   int *lo = malloc(sizeof(int) * (size_t)nt);
-  unsigned char *reach = calloc((size_t)nt, 1);
-  if (!lo || !reach) {
+  unsigned char *reach = calloc((size_t)nt, 1), *frozen = calloc((size_t)nt, 1);
+  if (!lo || !reach || !frozen) {
     bp_errf(e, "out of memory");
     goto done;
   }
+  if (bp_params_find_buffers(g, frozen, e)) goto done;
   const bp_node *last = g->nodes[m->n_fwd - 1];
   if (last->nout > 0 && last->out[0] >= 0) bp_ad_reachable(g, last->out[0], reach);
   else memset(reach, 1, (size_t)nt);
@@ -76,7 +79,7 @@ int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e) {
       int t = nd->in[k];
       if (t < 0) continue;
       const bp_tensor *tt = g->tensors[t];
-      if (tt->kind != BP_T_INITIALIZER || tt->v.dtype != BP_F32 || !reach[t]) continue;
+      if (tt->kind != BP_T_INITIALIZER || tt->v.dtype != BP_F32 || !reach[t] || frozen[t]) continue;
       if (lo[t] < 0) {
         lo[t] = l;
         continue;
@@ -90,7 +93,7 @@ int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e) {
   }
   rc = 0;
 done:
-  free(lo), free(reach);
+  free(lo), free(reach), free(frozen);
   return rc;
 }
 
@@ -222,7 +225,9 @@ static int cache_lookup(const char *path, const char *key, int n, double *fwd, d
     *sp = 0;
     if (strcmp(line + 8, key) || cnt != n) continue;
     int ok = 1;
-    for (int i = 0; i < n && ok; i++) ok = fgets(line, sizeof line, f) && sscanf(line, "%lf %lf", &fwd[i], &bwd[i]) == 2;
+    for (int i = 0; i < n && ok; i++) /* a damaged entry is a miss */
+      ok = fgets(line, sizeof line, f) && sscanf(line, "%lf %lf", &fwd[i], &bwd[i]) == 2 && isfinite(fwd[i]) &&
+           isfinite(bwd[i]) && fwd[i] >= 0 && bwd[i] >= 0;
     hit = ok;
   }
   fclose(f);
@@ -234,7 +239,7 @@ static void cache_store(const char *path, const char *key, int n, const double *
   FILE *f = fopen(path, "a");
   if (!f) return; /* a cache that cannot be written is no error */
   fprintf(f, "profile %s %d\n", key, n);
-  for (int i = 0; i < n; i++) fprintf(f, "%.9g %.9g\n", fwd[i], bwd[i]);
+  for (int i = 0; i < n; i++) fprintf(f, "%.17g %.17g\n", fwd[i], bwd[i]); /* round-trips exactly */
   fclose(f);
 }
 
@@ -252,8 +257,19 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
   char key[2048], fk[512], cpu[256], cache[1024];
   cpu_name(cpu, sizeof cpu);
   if (file_key(m->model, fk, sizeof fk)) snprintf(fk, sizeof fk, "%s", m->model);
-  snprintf(key, sizeof key, "model=%s shapes=%s layers=%d device=cpu:%s", fk, o && o->key_extra ? o->key_extra : "",
-           n, cpu);
+  /* the bound input shapes are part of the key whatever the caller adds: a changed shape misses */
+  char ins[768];
+  size_t k = 0;
+  ins[0] = 0;
+  for (int i = 0; i < g->ninputs && k < sizeof ins; i++) {
+    const bp_tensor *tt = g->tensors[g->inputs[i]];
+    k += (size_t)snprintf(ins + k, sizeof ins - k, "%s%s[", i ? ";" : "", tt->name);
+    for (int d = 0; d < tt->v.rank && k < sizeof ins; d++)
+      k += (size_t)snprintf(ins + k, sizeof ins - k, "%s%lld", d ? "x" : "", (long long)tt->v.dims[d]);
+    if (k < sizeof ins) k += (size_t)snprintf(ins + k, sizeof ins - k, "]");
+  }
+  snprintf(key, sizeof key, "model=%s inputs=%s shapes=%s layers=%d repeats=%d device=cpu:%s", fk, ins,
+           o && o->key_extra ? o->key_extra : "", n, R, cpu);
   for (char *q = key; *q; q++)
     if (*q == '\n') *q = ' ';
   if (o && o->cache_path) snprintf(cache, sizeof cache, "%s", o->cache_path);

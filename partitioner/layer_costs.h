@@ -4,8 +4,9 @@
  * Three sources, each named in the table's `source` so every printed number says where it came from:
  *   - profiled: the layer's forward and backward nodes of the training graph run on the CPU
  *     backend, one node at a time, with the real micro-batch shape; per layer the median over
- *     repeats. Cached in a profile file keyed by model file (size + content hash), bindings,
- *     granularity and device (CPU model name); a hit skips the run.
+ *     repeats. Cached in a profile file keyed by model file (name, size, content hash), the bound
+ *     input shapes, the caller's extra key (bindings, granularity), layer count, repeats and device
+ *     (CPU model name); a hit skips the run and returns exactly the stored figures.
  *   - analytic: FLOPs and bytes of the same nodes against a device model's peak rates (a roofline
  *     per part: matmuls at the tensor-core peak, everything else at the fp32 peak or HBM bandwidth,
  *     whichever binds); backward = 2 x forward. Peak rates are an optimistic bound (100% MFU).

@@ -106,12 +106,12 @@ int bp_part_exact(const bp_part_problem *pp, long node_limit, int *first, bp_exa
  *   incumbent: a good partition (uniform, prefix-balanced and the cheapest-cut partition at the
  *     bottleneck, each improved by moving single cuts); mode 0 minimises the proxy under the cap,
  *     mode 1 the peak memory. Returns 1 with *value when one meets the cap, else 0.
- *   cut_ranges: lo[s] <= first[s] <= hi[s] for every partition whose stages each have work <= wcap
- *     (0: no bound) and fit mcap (0: none) on each rank holding them (weights + the stage's own
- *     largest stash: a lower bound on the rank's memory). Returns 1 when no partition can. */
+ *   cut_ranges: lo[s] <= first[s] <= hi[s] for every partition whose stages each have work <= wcap,
+ *     whose ranks' memory (every stash state) is <= mcap and whose ranks' loads are <= lcap (0: no
+ *     such bound), by bound propagation (partition_heur.c). Returns 1 when no partition can. */
 double bp_part_bottleneck(const bp_part_problem *pp);
 int bp_part_incumbent(const bp_part_problem *pp, int mode, int *first, double *value);
-int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, int *lo, int *hi);
+int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, double lcap, int *lo, int *hi);
 /* Among the partitions with first's proxy (or lower) that meet the cap, moves single cuts while
  * the sum of squared rank loads falls: the proxy only sees the largest load, and many optima
  * leave the other ranks needlessly uneven (which the simulator sees). bp_part_ilp calls it on
@@ -138,5 +138,9 @@ int bp_part_ilp(const bp_part_problem *pp, const bp_ilp_opts *o, int *first, bp_
                 size_t errlen);
 /* The smallest memory cap any partition meets (the integer program minimising the peak memory). */
 int bp_part_min_memory(const bp_part_problem *pp, double *bytes, int *first, char *err, size_t errlen);
+/* The same with the solver's report (info->obj: the peak memory; timed_out: only an upper bound;
+ * o NULL: 30 s, warm start). */
+int bp_part_min_memory_info(const bp_part_problem *pp, const bp_ilp_opts *o, int *first, bp_ilp_info *info,
+                            char *err, size_t errlen);
 
 #endif

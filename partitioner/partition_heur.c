@@ -181,79 +181,130 @@ int bp_part_incumbent(const bp_part_problem *pp, int mode, int *first, double *v
 
 /* ---- cut ranges ------------------------------------------------------------------------------- */
 
+/* Each rule is a row over the stages: sum_s coef[s] . (state, act, work)(stage s) <= cap, with
+ * non-negative coefficients (a rank's memory in one stash state; a rank's load; one stage's work).
+ * A stage's share of a rule is bounded by cap minus the least the rule's other stages can hold
+ * within the current ranges (the layers a stage must contain: between its latest start and its
+ * earliest end; else its lightest possible layer). The two greedy sweeps turn those per-stage
+ * bounds into cut ranges; a narrower range raises the other stages' least shares, so the bounds
+ * are recomputed until nothing moves (bound propagation). */
 typedef struct {
   const bp_part_problem *pp;
+  int nq;
+  double *coef;         /* [nq][S][3] */
+  double *cap;          /* [nq] */
+  double *share;        /* [nq][S] the bound on stage s's share of rule q this round */
   double *pw, *ps, *pa; /* prefix sums: work, state, act */
-  double *cv;           /* [S][D][2]: (copies, largest stash count) of each rank holding s */
-  int *ncv;             /* [S] */
-  double wcap, mcap;
 } ranger;
 
-/* Can stage s hold layers [a, e)? Its work, and on each rank holding it its weights + its own
- * largest stash (a lower bound on the rank's memory), within the caps. */
+static double seg_val(const ranger *g, int q, int s, int a, int e) {
+  const double *c = g->coef + ((size_t)q * g->pp->S + s) * 3;
+  return c[0] * (g->ps[e] - g->ps[a]) + c[1] * (g->pa[e] - g->pa[a]) + c[2] * (g->pw[e] - g->pw[a]);
+}
+
 static int seg_ok(const ranger *g, int s, int a, int e) {
-  if (g->wcap > 0 && g->pw[e] - g->pw[a] > g->wcap) return 0;
-  if (g->mcap > 0) {
-    const double *cv = g->cv + (size_t)s * g->pp->D * 2;
-    double st = g->ps[e] - g->ps[a], ac = g->pa[e] - g->pa[a];
-    for (int k = 0; k < g->ncv[s]; k++)
-      if (cv[2 * k] * st + cv[2 * k + 1] * ac > g->mcap) return 0;
+  int S = g->pp->S;
+  for (int q = 0; q < g->nq; q++) {
+    const double *c = g->coef + ((size_t)q * S + s) * 3;
+    if ((c[0] != 0 || c[1] != 0 || c[2] != 0) && seg_val(g, q, s, a, e) > g->share[(size_t)q * S + s]) return 0;
   }
   return 1;
 }
 
-int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, int *lo, int *hi) {
-  int L = pp->L, S = pp->S, D = pp->D, rc = -1;
-  ranger g = {.pp = pp, .wcap = wcap, .mcap = mcap};
+static void add_rule(ranger *g, const double *coef, double cap) {
+  int S = g->pp->S;
+  memcpy(g->coef + (size_t)g->nq * S * 3, coef, sizeof(double) * S * 3);
+  g->cap[g->nq++] = cap;
+}
+
+/* The sweeps: 0 with new ranges (intersected with the old), 1 when no partition fits. */
+static int sweep(const ranger *g, int *lo, int *hi) {
+  int L = g->pp->L, S = g->pp->S, pos = 0;
+  for (int s = 0; s < S - 1; s++) { /* hi[s+1]: the furthest end of stage s after the furthest before */
+    int e = pos + 1;
+    if (e > L - (S - 1 - s) || !seg_ok(g, s, pos, e)) return 1;
+    while (e + 1 <= L - (S - 1 - s) && seg_ok(g, s, pos, e + 1)) e++;
+    pos = e;
+    if (pos < hi[s + 1]) hi[s + 1] = pos;
+  }
+  pos = L;
+  for (int s = S - 1; s >= 1; s--) { /* lo[s]: the earliest start of stage s after the earliest after */
+    int b = pos - 1;
+    if (b < s || !seg_ok(g, s, b, pos)) return 1;
+    while (b - 1 >= s && seg_ok(g, s, b - 1, pos)) b--;
+    pos = b;
+    if (pos > lo[s]) lo[s] = pos;
+  }
+  for (int s = 0; s <= S; s++)
+    if (lo[s] > hi[s]) return 1;
+  /* the first and last stages: each sweep checked only its own side */
+  if (!seg_ok(g, S - 1, hi[S - 1], L) || !seg_ok(g, 0, 0, lo[1])) return 1;
+  return 0;
+}
+
+int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, double lcap, int *lo, int *hi) {
+  int L = pp->L, S = pp->S, D = pp->D, rc = -1, maxq = S;
+  for (int r = 0; r < D; r++) maxq += (pp->nvec[r] ? pp->nvec[r] : 1) + 1;
+  ranger g = {.pp = pp};
   g.pw = calloc((size_t)L + 1, sizeof(double)), g.ps = calloc((size_t)L + 1, sizeof(double));
-  g.pa = calloc((size_t)L + 1, sizeof(double)), g.cv = calloc((size_t)S * D * 2, sizeof(double));
-  g.ncv = calloc((size_t)S, sizeof(int));
-  if (!g.pw || !g.ps || !g.pa || !g.cv || !g.ncv) goto done;
+  g.pa = calloc((size_t)L + 1, sizeof(double));
+  g.coef = calloc((size_t)maxq * S * 3, sizeof(double)), g.cap = calloc((size_t)maxq, sizeof(double));
+  g.share = calloc((size_t)maxq * S, sizeof(double));
+  double *c = calloc((size_t)S * 3, sizeof(double));
+  if (!g.pw || !g.ps || !g.pa || !g.coef || !g.cap || !g.share || !c) goto done;
   for (int l = 0; l < L; l++) {
     g.pw[l + 1] = g.pw[l] + pp->work[l];
     g.ps[l + 1] = g.ps[l] + pp->lc->l[l].state_bytes;
     g.pa[l + 1] = g.pa[l] + pp->lc->l[l].act_bytes;
   }
-  for (int s = 0; s < S; s++)
-    for (int r = 0; r < D; r++) {
-      if (pp->copies[r * S + s] <= 0) continue;
-      int v = 0;
-      for (int k = 0; k < pp->nvec[r]; k++)
-        if (pp->vec[r][k * S + s] > v) v = pp->vec[r][k * S + s];
-      double *cv = g.cv + (size_t)s * D * 2 + 2 * g.ncv[s]++;
-      cv[0] = pp->copies[r * S + s], cv[1] = v;
+  if (wcap > 0)
+    for (int s = 0; s < S; s++) {
+      memset(c, 0, sizeof(double) * S * 3);
+      c[s * 3 + 2] = 1;
+      add_rule(&g, c, wcap);
     }
-  /* from the left: hi[s+1] = the furthest end of stage s after the furthest ends before it */
-  lo[0] = hi[0] = 0;
-  lo[S] = hi[S] = L;
-  int pos = 0;
-  for (int s = 0; s < S - 1; s++) {
-    int e = pos + 1;
-    if (e > L - (S - 1 - s) || !seg_ok(&g, s, pos, e)) {
-      rc = 1;
-      goto done;
+  for (int r = 0; r < D; r++) {
+    if (mcap > 0)
+      for (int k = 0; k < (pp->nvec[r] ? pp->nvec[r] : 1); k++) {
+        for (int s = 0; s < S; s++)
+          c[s * 3] = pp->copies[r * S + s], c[s * 3 + 1] = pp->nvec[r] ? pp->vec[r][k * S + s] : 0, c[s * 3 + 2] = 0;
+        add_rule(&g, c, mcap);
+      }
+    if (lcap > 0) {
+      for (int s = 0; s < S; s++) c[s * 3] = c[s * 3 + 1] = 0, c[s * 3 + 2] = pp->mult[r * S + s];
+      add_rule(&g, c, lcap);
     }
-    while (e + 1 <= L - (S - 1 - s) && seg_ok(&g, s, pos, e + 1)) e++;
-    hi[s + 1] = pos = e;
   }
-  /* from the right: lo[s] = the earliest start of stage s after the earliest starts after it */
-  pos = L;
-  for (int s = S - 1; s >= 1; s--) {
-    int b = pos - 1;
-    if (b < s || !seg_ok(&g, s, b, pos)) {
+  for (int s = 0; s <= S; s++) lo[s] = s, hi[s] = L - (S - s);
+  for (int round = 0; round < 100; round++) {
+    /* each stage's least share of each rule, from the current ranges */
+    for (int q = 0; q < g.nq; q++) {
+      double least[S], sum = 0;
+      for (int s = 0; s < S; s++) {
+        const double *cq = g.coef + ((size_t)q * S + s) * 3;
+        least[s] = 0;
+        if (cq[0] == 0 && cq[1] == 0 && cq[2] == 0) continue;
+        if (hi[s] < lo[s + 1]) least[s] = seg_val(&g, q, s, hi[s], lo[s + 1]);
+        else { /* no layer is certain: the lightest it could hold */
+          least[s] = INFINITY;
+          for (int l = lo[s]; l < hi[s + 1]; l++) least[s] = fmin(least[s], seg_val(&g, q, s, l, l + 1));
+          if (isinf(least[s])) least[s] = 0;
+        }
+        sum += least[s];
+      }
+      for (int s = 0; s < S; s++) g.share[(size_t)q * S + s] = g.cap[q] - (sum - least[s]);
+    }
+    int olo[S + 1], ohi[S + 1];
+    memcpy(olo, lo, sizeof olo), memcpy(ohi, hi, sizeof ohi);
+    if (sweep(&g, lo, hi)) {
       rc = 1;
       goto done;
     }
-    while (b - 1 >= s && seg_ok(&g, s, b - 1, pos)) b--;
-    lo[s] = pos = b;
+    if (!memcmp(olo, lo, sizeof olo) && !memcmp(ohi, hi, sizeof ohi)) break;
   }
   rc = 0;
-  for (int s = 0; s <= S; s++)
-    if (lo[s] > hi[s]) rc = 1;
-  /* the last and first stages' own conditions (the sweeps checked only one side of each) */
-  if (rc == 0 && (!seg_ok(&g, S - 1, hi[S - 1], L) || !seg_ok(&g, 0, 0, lo[1]))) rc = 1;
 done:
-  free(g.pw), free(g.ps), free(g.pa), free(g.cv), free(g.ncv);
+  free(g.pw), free(g.ps), free(g.pa), free(g.coef), free(g.cap), free(g.share), free(c);
   return rc;
 }
 

@@ -19,8 +19,9 @@
  *     bound starts at the pace the integers can reach rather than at the fractional average.
  *   - An incumbent (bp_part_incumbent) of value UB, given to GLPK at the root. Any better
  *     partition has K w_s <= UB - TIE * N * total / D - (the S-1 cheapest cuts) for every stage,
- *     and fits the cap; bp_part_cut_ranges turns that into a range for each cut, and every u
- *     outside its range is a constant, not a column. T gets the same upper bound.
+ *     its ranks' loads M <= (UB - K * bottleneck - the cheapest cuts) / TIE, and it fits the cap;
+ *     bp_part_cut_ranges propagates those bounds into a range for each cut, and every u outside
+ *     its range is a constant, not a column. T and M get the same upper bounds.
  *   - Ranks with identical rows (BitPipe's and Chimera's mirrored pairs) give one row.
  * Times are scaled so the total work is 1000 and bytes by the cap, to keep GLPK's tolerances
  * meaningful. The minimum-memory variant minimises T >= memory of every rank instead (ranges from
@@ -144,7 +145,7 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   if (!lo || !hi || !inc || !m.col || !m.val) goto oom;
 
   /* bounds: the bottleneck, an incumbent, and the cut ranges they leave */
-  double wstar = mode == 0 ? bp_part_bottleneck(pp) : 0, ub = INFINITY, wcap = 0;
+  double wstar = mode == 0 ? bp_part_bottleneck(pp) : 0, ub = INFINITY, wcap = 0, lcap = 0;
   int have_inc = (!o || o->warm_start) && bp_part_incumbent(pp, mode, inc, &ub);
   if (have_inc) info->incumbent = ub;
   if (have_inc && mode == 0) {
@@ -163,10 +164,20 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
     wcap = (ub * (1 + 1e-9) - BP_PART_TIE * total / D - clb) / pp->K;
     if (wcap < wstar) wcap = wstar; /* rounding: the incumbent itself stays inside */
     wcap *= 1 + 1e-12;
+    /* and the load term: TIE M <= UB - K bottleneck - the cheapest cuts */
+    double ml = 0, load[D], mem[D];
+    bp_part_proxy_ranks(pp, inc, load, mem);
+    for (int r = 0; r < D; r++) ml = fmax(ml, load[r]);
+    lcap = (ub * (1 + 1e-9) - pp->K * wstar - clb) / BP_PART_TIE;
+    if (lcap < ml) lcap = ml;
+    lcap *= 1 + 1e-12;
   }
   double mcap = mode == 1 ? (have_inc ? ub * (1 + 1e-9) : 0) : pp->mem_cap;
-  int rr = bp_part_cut_ranges(pp, wcap, mcap, lo, hi);
-  if (rr == 1 && wcap > 0) rr = bp_part_cut_ranges(pp, 0, mcap, lo, hi); /* numerics: drop the bound */
+  int rr = bp_part_cut_ranges(pp, wcap, mcap, lcap, lo, hi);
+  if (rr == 1 && have_inc) { /* the incumbent fits these bounds: only rounding can say otherwise */
+    wcap = lcap = 0;
+    rr = bp_part_cut_ranges(pp, 0, mcap, 0, lo, hi);
+  }
   if (rr == 1) {
     rc = 1; /* no stage layout fits the cap at all */
     goto done;
@@ -226,7 +237,8 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
     glp_set_col_bnds(P, colT, GLP_LO, 0, 0);
   }
   glp_set_col_kind(P, colM, GLP_CV); /* M, the largest load */
-  glp_set_col_bnds(P, colM, mode == 0 ? GLP_LO : GLP_FX, 0, 0);
+  if (mode == 0 && lcap > 0) glp_set_col_bnds(P, colM, GLP_DB, 0, lcap * ts);
+  else glp_set_col_bnds(P, colM, mode == 0 ? GLP_LO : GLP_FX, 0, 0);
   glp_set_obj_coef(P, colM, mode == 0 ? BP_PART_TIE : 0);
   for (int j = colM + 1; j <= nc; j++) glp_set_col_kind(P, j, GLP_CV), glp_set_col_bnds(P, j, GLP_LO, 0, 0);
   /* the objective's linear part: communication over the cuts, and the tied z */
@@ -422,10 +434,15 @@ int bp_part_ilp(const bp_part_problem *pp, const bp_ilp_opts *o, int *first, bp_
   return solve(pp, o, 0, first, info, err, errlen);
 }
 
+int bp_part_min_memory_info(const bp_part_problem *pp, const bp_ilp_opts *o, int *first, bp_ilp_info *info,
+                            char *err, size_t errlen) {
+  bp_ilp_opts d = {.time_limit_s = 30, .warm_start = 1};
+  return solve(pp, o ? o : &d, 1, first, info, err, errlen);
+}
+
 int bp_part_min_memory(const bp_part_problem *pp, double *bytes, int *first, char *err, size_t errlen) {
   bp_ilp_info info;
-  bp_ilp_opts o = {.time_limit_s = 30, .warm_start = 1};
-  int rc = solve(pp, &o, 1, first, &info, err, errlen);
+  int rc = bp_part_min_memory_info(pp, NULL, first, &info, err, errlen);
   if (rc == 0) *bytes = info.obj;
   return rc;
 }

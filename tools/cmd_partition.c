@@ -142,6 +142,15 @@ int bp_cmd_partition(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  if (device && strcmp(device, "cpu-profile") && !bp_device_model_find(device)) {
+    fprintf(stderr, "bitpipec partition: unknown --device-model '%s' (cpu-profile, h100, h200, a100)\n", device);
+    return 2;
+  }
+  if (synthetic && device && !strcmp(device, "cpu-profile")) {
+    fprintf(stderr, "bitpipec partition: --synthetic needs an analytic --device-model (h100, h200, a100), not "
+                    "cpu-profile: there is no model to run\n");
+    return 2;
+  }
   if (nparts == 0) parts[nparts++] = "auto", parts[nparts++] = "uniform";
   /* the schedule's own conditions, in words the user can act on */
   int two = !strcmp(sched, "chimera") || !strncmp(sched, "bitpipe", 7);
@@ -175,6 +184,7 @@ int bp_cmd_partition(int argc, char **argv) {
   cand cs[MAX_CAND];
   memset(cs, 0, sizeof cs);
   int ncand = 0, cache_hit = 0;
+  const char *cache_state = NULL; /* profiled costs: "hit", "miss" or "off" */
   bp_err e = {0};
   char shapes[256] = "";
   if (synthetic) {
@@ -209,6 +219,7 @@ int bp_cmd_partition(int argc, char **argv) {
       bp_profile_opts po = {.repeats = repeats, .cache_path = no_cache ? "" : cache, .key_extra = extra,
                             .cache_hit = &cache_hit};
       if (bp_lcosts_profile(&ml, &po, &lc, &e)) goto fail_e;
+      cache_state = no_cache ? "off" : cache_hit ? "hit" : "miss";
     } else {
       const bp_device_model *dev = bp_device_model_find(device);
       if (!dev) {
@@ -244,14 +255,17 @@ int bp_cmd_partition(int argc, char **argv) {
         goto done;
       }
       if (r == 1) {
-        double need;
+        bp_ilp_info mi;
         int *fm = calloc((size_t)S + 1, sizeof(int));
         char buf[1024];
-        if (fm && bp_part_min_memory(&pp, &need, fm, err, sizeof err) == 0)
+        bp_ilp_opts mo = {.time_limit_s = time_limit, .warm_start = 1};
+        if (fm && bp_part_min_memory_info(&pp, &mo, fm, &mi, err, sizeof err) == 0)
           fprintf(stderr,
                   "bitpipec partition: no partition of the %d layers over %s's %d chunks fits --mem-cap %.2f GiB on "
-                  "every rank; the smallest cap that fits is %.2f GiB (partition %s)\n",
-                  pp.L, sched, S, mem_cap / GIB, need / GIB, bp_part_format(fm, S, buf, sizeof buf));
+                  "every rank; the smallest cap that fits is %.2f GiB%s (partition %s)\n",
+                  pp.L, sched, S, mem_cap / GIB, ceil(mi.obj / GIB * 100) / 100,
+                  mi.timed_out ? " or less (GLPK stopped at the time limit)" : "",
+                  bp_part_format(fm, S, buf, sizeof buf));
         else
           fprintf(stderr, "bitpipec partition: no partition fits --mem-cap %.2f GiB (%s)\n", mem_cap / GIB, err);
         free(fm);
@@ -289,24 +303,37 @@ int bp_cmd_partition(int argc, char **argv) {
       const bp_lcost *x = &lc.l[l];
       printf("%s\n  {\"name\": ", l ? "," : "");
       json_str(stdout, x->name);
-      printf(", \"fwd_s\": %.6g, \"bwd_s\": %.6g, \"flops\": %.6g, \"param_bytes\": %.0f, \"state_bytes\": %.0f, "
+      printf(", \"fwd_s\": %.17g, \"bwd_s\": %.17g, \"flops\": %.17g, \"param_bytes\": %.0f, \"state_bytes\": %.0f, "
              "\"act_bytes\": %.0f, \"out_bytes\": %.0f}",
              x->fwd, x->bwd, x->flops, x->param_bytes, x->state_bytes, x->act_bytes, x->out_bytes);
     }
-    printf("],\n");
+    printf("],\n \"tied\": [");
+    for (int t = 0; t < lc.n_tied; t++) {
+      printf("%s{\"name\": ", t ? ", " : "");
+      json_str(stdout, lc.tied[t].name);
+      printf(", \"layers\": [%d, %d], \"bytes\": %.0f}", lc.tied[t].a, lc.tied[t].b, lc.tied[t].bytes);
+    }
+    printf("],\n \"link_bw\": %.17g, \"link_lat_s\": %.17g, \"profile_cache\": ", lc.link_bw, lc.link_lat);
+    if (cache_state) printf("\"%s\",\n", cache_state);
+    else printf("null,\n");
     if (have_ilp)
-      printf(" \"solver\": {\"name\": \"glpk glp_intopt\", \"proxy_s\": %.6g, \"bound_s\": %.6g, \"gap\": %.3g, "
-             "\"seconds\": %.3f, \"rows\": %d, \"cols\": %d, \"timed_out\": %s},\n",
-             ii.obj, ii.bound, ii.gap, ii.seconds, ii.rows, ii.cols, ii.timed_out ? "true" : "false");
+      printf(" \"solver\": {\"name\": \"glpk glp_intopt\", \"proxy_s\": %.9g, \"bound_s\": %.9g, \"gap\": %.3g, "
+             "\"seconds\": %.3f, \"rows\": %d, \"cols\": %d, \"fixed\": %d, \"incumbent_s\": %.9g, "
+             "\"timed_out\": %s},\n",
+             ii.obj, ii.bound, ii.gap, ii.seconds, ii.rows, ii.cols, ii.fixed, ii.incumbent,
+             ii.timed_out ? "true" : "false");
     printf(" \"candidates\": [");
     for (int c = 0; c < ncand; c++) {
       cand *x = &cs[c];
       printf("%s\n  {\"name\": \"%s\", \"partition\": \"%s\", \"stages\": [", c ? "," : "", x->name,
              bp_part_format(x->first, S, buf, sizeof buf));
       for (int s = 0; s < S; s++) printf("%s[%d, %d]", s ? ", " : "", x->first[s], x->first[s + 1] - 1);
-      printf("], \"step_time_s\": %.6g, \"bubble_mean\": %.4f, \"proxy_s\": %.6g, \"feasible\": %s, \"rank_load_s\": [",
-             x->ev.step_time, x->ev.bubble_mean, x->ev.proxy, x->ev.feasible ? "true" : "false");
-      for (int r = 0; r < D; r++) printf("%s%.6g", r ? ", " : "", x->ev.load[r]);
+      printf("], \"step_time_s\": %.9g, \"bubble_mean\": %.4f, \"proxy_s\": %.9g, \"max_load_s\": %.9g, "
+             "\"pace_s\": %.9g, \"comm_s\": %.9g, \"tied_s\": %.9g, \"peak_mem_bytes\": %.0f, \"feasible\": %s, "
+             "\"rank_load_s\": [",
+             x->ev.step_time, x->ev.bubble_mean, x->ev.proxy, x->ev.max_load, x->ev.pace, x->ev.comm, x->ev.tied,
+             x->ev.peak_mem, x->ev.feasible ? "true" : "false");
+      for (int r = 0; r < D; r++) printf("%s%.9g", r ? ", " : "", x->ev.load[r]);
       printf("], \"rank_mem_bytes\": [");
       for (int r = 0; r < D; r++) printf("%s%.0f", r ? ", " : "", x->ev.mem[r]);
       printf("]}");
@@ -321,9 +348,19 @@ int bp_cmd_partition(int argc, char **argv) {
   else printf("layers    %d: ", lc.n);
   for (int l = 0; l < lc.n; l++) printf("%s%d=%s", l ? " " : "", l, lc.l[l].name);
   printf("\ncosts     %s\n", lc.source);
-  printf("schedule  %s D=%d N=%d: %d chunks in pipeline order, %d per rank; memory cap %s\n", sched, D, N, S,
-         prog.chunks_per_rank, mem_cap > 0 ? "" : "none");
-  if (mem_cap > 0) printf("          (cap %.2f GiB per rank)\n", mem_cap / GIB);
+  if (cache_state)
+    printf("          profile cache: %s\n", !strcmp(cache_state, "hit")    ? "hit (costs read from the cache)"
+                                            : !strcmp(cache_state, "miss") ? "miss (profiled now, stored)"
+                                                                           : "off (--no-cache)");
+  for (int t = 0; t < lc.n_tied; t++)
+    printf("tied      %s: one weight in layers %d (%s) and %d (%s), %.2f MiB; its gradient is all-reduced when the two "
+           "sit on different ranks\n",
+           lc.tied[t].name, lc.tied[t].a, lc.l[lc.tied[t].a].name, lc.tied[t].b, lc.l[lc.tied[t].b].name,
+           lc.tied[t].bytes / 1048576.0);
+  printf("schedule  %s D=%d N=%d: %d chunks in pipeline order, %d per rank; memory cap ", sched, D, N, S,
+         prog.chunks_per_rank);
+  if (mem_cap > 0) printf("%.2f GiB per rank%s\n", mem_cap / GIB, mem_cap == lc.mem_bytes ? " (the device's)" : "");
+  else printf("none\n");
   if (report) {
     printf("\n  #  layer            fwd ms    bwd ms   params MiB  +grad+opt MiB  stash MiB/mb  out KiB/mb\n");
     for (int l = 0; l < lc.n; l++) {
@@ -332,13 +369,18 @@ int bp_cmd_partition(int argc, char **argv) {
              x->param_bytes / 1048576.0, x->state_bytes / 1048576.0, x->act_bytes / 1048576.0, x->out_bytes / 1024.0);
     }
   }
-  if (have_ilp)
+  if (have_ilp) {
     printf("\nGLPK      glp_intopt %s in %.3f s (%d rows, %d columns): proxy %.4f ms, bound %.4f ms, gap %.2g%%\n",
            ii.timed_out ? "stopped at the time limit" : "optimal", ii.seconds, ii.rows, ii.cols, ii.obj * 1e3,
            ii.bound * 1e3, ii.gap * 100);
-  printf("\nstep time: simulated (bitpipe simulator, one cost row per chunk%s); proxy: the solver's objective;\n"
+    if (ii.incumbent > 0)
+      printf("          (incumbent %.4f ms from the heuristic; its bounds fixed %d of %d cut variables)\n",
+             ii.incumbent * 1e3, ii.fixed, ii.fixed + ii.cols - 2);
+  }
+  printf("\nstep time: simulated (bitpipe simulator, one cost row per chunk%s)%s; proxy: the solver's objective;\n"
          "load: compute per iteration per rank; memory: weights + grads + AdamW state + peak stash, per rank\n\n",
-         lc.link_bw > 0 ? ", NVLink model" : ", free links");
+         lc.link_bw > 0 ? ", NVLink model" : ", free links",
+         lc.n_tied ? " + the tied all-reduce" : "");
   double unit = GIB, top = 0;
   const char *un = "GiB";
   for (int c = 0; c < ncand; c++) top = fmax(top, cs[c].ev.peak_mem);

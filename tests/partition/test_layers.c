@@ -1,8 +1,9 @@
 /* tests/partition/test_layers.c — cut points on all nine committed exports (GPT-2, BERT, Llama x
  * TorchScript, dynamo, training recipe): the layers found are the embedding part, one per block
  * (the models have 2) and the head + loss part, with no model-specific rule; the blocks agree in
- * parameters and FLOPs, and each boundary carries the residual stream [B, T, 64] in fp32. */
-#include "partitioner/layers.h"
+ * parameters and FLOPs, and each boundary carries the residual stream [B, T, 64] in fp32. Tied
+ * parameters: the embedding / LM head weight shared by the first and last layer is found. */
+#include "partitioner/layer_costs.h"
 #include "tests/schedule/check.h"
 
 #include <stdio.h>
@@ -52,5 +53,37 @@ int main(void) {
       }
       bp_model_layers_free(&m);
     }
+  /* tied parameters: the training-recipe exports keep the tied embedding / LM head as one
+   * initializer read by the embedding layer and the head (GPT-2's wte, BERT's word embeddings);
+   * Llama's head is its own weight */
+  const char *tf[] = {"gpt2", "bert", "llama"}, *tname[] = {"model.transformer.wte.weight",
+                                                             "model.bert.embeddings.word_embeddings.weight", NULL};
+  for (int f = 0; f < 3; f++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/train.onnx", BP_MODELS_DIR, tf[f]);
+    bp_model_layers m;
+    bp_err e = {0};
+    if (bp_model_layers_build(path, binds, 2, BP_LAYERS_BLOCK, &m, &e)) {
+      CHECK(0, "%s: %s", path, e.msg);
+      continue;
+    }
+    bp_lcosts c;
+    int rc = bp_lcosts_analytic(&m, bp_device_model_find("h100"), &c, &e);
+    CHECK(rc == 0, "%s: %s", path, e.msg);
+    if (rc == 0) {
+      printf("%s/train: %d tied parameter(s)\n", tf[f], c.n_tied);
+      for (int k = 0; k < c.n_tied; k++)
+        printf("  %s: layers %d and %d, %.0f bytes\n", c.tied[k].name, c.tied[k].a, c.tied[k].b, c.tied[k].bytes);
+      if (tname[f]) {
+        CHECK(c.n_tied == 1 && !strcmp(c.tied[0].name, tname[f]) && c.tied[0].a == 0 && c.tied[0].b == m.n - 1 &&
+                  c.tied[0].bytes == 256 * 64 * 4,
+              "%s: want one tied parameter %s between the embedding and the head (256 x 64 fp32)", tf[f], tname[f]);
+      } else {
+        CHECK(c.n_tied == 0, "%s: no tied parameter expected, found %d", tf[f], c.n_tied);
+      }
+      bp_lcosts_free(&c);
+    }
+    bp_model_layers_free(&m);
+  }
   return check_done();
 }
