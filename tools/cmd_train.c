@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void help(FILE *f) {
   fprintf(f,
@@ -20,7 +21,9 @@ static void help(FILE *f) {
           "\n"
           "Trains MODEL on the given batch (the same batch every step) on the CPU (or the GPU) and prints\n"
           "'step K loss X grad_norm G' per step: the loss and the global L2 norm of the gradients\n"
-          "(before clipping), both measured before that step's update.\n"
+          "(before clipping), both measured before that step's update. With --device cuda the line\n"
+          "ends with 'time_ms T': the step's wall time (graph, loss and norm download, update; the GPU\n"
+          "is synchronised at the end of every step).\n"
           "\n"
           "  --input NAME=FILE       value of graph input NAME (.npy or .pb)\n"
           "  --targets FILE          int64 class ids of the output's leading shape (cross-entropy), or\n"
@@ -166,12 +169,19 @@ int bp_cmd_train(int argc, char **argv) {
   rc = 0;
   for (int k = 1; k <= (int)steps; k++) {
     double loss, gn;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (bp_trainer_step(t, &loss, &gn, &e) < 0) {
       fprintf(stderr, "bitpipec train: %s\n", e.msg);
       rc = 1;
       break;
     }
-    printf("step %d loss %.9g grad_norm %.9g\n", k, loss, gn);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!strcmp(device, "cuda"))
+      printf("step %d loss %.9g grad_norm %.9g time_ms %.3f\n", k, loss, gn,
+             1e3 * (double)(t1.tv_sec - t0.tv_sec) + 1e-6 * (double)(t1.tv_nsec - t0.tv_nsec));
+    else
+      printf("step %d loss %.9g grad_norm %.9g\n", k, loss, gn);
     fflush(stdout);
   }
 #ifdef BP_HAVE_CUDA

@@ -177,17 +177,50 @@ __device__ inline void d_set_i64(void *d, int t, int64_t i, int64_t x) {
 /* ---- index descriptors ---- */
 #define BP_CU_MAX_RANK 16 /* Tile views its output with twice the input's rank */
 
-/* A box of `rank` dims walked in row-major order, with element strides into up to 3 operands. */
+/* A box of `rank` dims walked in row-major order, with element strides into up to 3 operands.
+ * bp_walk_prepare must be called once the dims are set: for boxes of fewer than 2^31 elements it
+ * precomputes 32-bit dividers, so that splitting a linear index into coordinates costs a
+ * multiply-high, an add and a shift per dim instead of a 64-bit division (a few dozen
+ * instructions, which made broadcasting and strided copies compute-bound). */
 struct bp_walk {
   int rank;
+  int fast;                         /* 1: magic/shift are set and every linear index < 2^31 */
   int64_t dims[BP_CU_MAX_RANK];
   int64_t st[3][BP_CU_MAX_RANK];
+  uint32_t magic[BP_CU_MAX_RANK];   /* q = (umulhi(n, magic) + n) >> shift = n / dims[d] for n < 2^31 */
+  uint32_t shift[BP_CU_MAX_RANK];
 };
+
+/* The divider of d (1 <= d < 2^31) for dividends below 2^31 (Granlund-Montgomery, as PyTorch's
+ * IntDivider): shift = ceil(log2 d), magic = floor(2^32 (2^shift - d) / d) + 1 (fits 32 bits). */
+static inline void bp_walk_prepare(bp_walk *w) {
+  int64_t count = 1;
+  w->fast = 1;
+  for (int d = 0; d < w->rank; d++) {
+    count *= w->dims[d];
+    if (w->dims[d] <= 0 || w->dims[d] >= ((int64_t)1 << 31) || count >= ((int64_t)1 << 31)) w->fast = 0;
+  }
+  for (int d = 0; w->fast && d < w->rank; d++) {
+    uint32_t div = (uint32_t)w->dims[d], sh = 0;
+    while (sh < 32 && ((uint64_t)1 << sh) < div) sh++;
+    w->shift[d] = sh;
+    w->magic[d] = (uint32_t)((((uint64_t)1 << 32) * (((uint64_t)1 << sh) - div)) / div + 1);
+  }
+}
 
 /* Offsets of linear box index i into each of the first k operands. */
 template <int K>
 __device__ inline void walk_offsets(const bp_walk &w, int64_t i, int64_t *off) {
   for (int k = 0; k < K; k++) off[k] = 0;
+  if (w.fast) {
+    uint32_t u = (uint32_t)i;
+    for (int d = w.rank - 1; d >= 0; d--) {
+      uint32_t q = (__umulhi(u, w.magic[d]) + u) >> w.shift[d], r = u - q * (uint32_t)w.dims[d];
+      for (int k = 0; k < K; k++) off[k] += (int64_t)r * w.st[k][d];
+      u = q;
+    }
+    return;
+  }
   for (int d = w.rank - 1; d >= 0; d--) {
     int64_t q = i / w.dims[d], r = i - q * w.dims[d];
     for (int k = 0; k < K; k++) off[k] += r * w.st[k][d];
@@ -221,6 +254,7 @@ static inline void bp_walk_bcast(bp_walk *w, const bp_value *outv, const bp_valu
     r = 1;
   }
   w->rank = r;
+  bp_walk_prepare(w);
 }
 
 static inline int all_same_shape(const bp_value *outv, bp_value *const *ins, int nin) {

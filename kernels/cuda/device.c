@@ -120,6 +120,7 @@ void bp_cuda_free(bp_cuda *dc) {
   if (!dc) return;
   bp_cuda_scratch_clear(dc);
   if (dc->stream) cudaStreamSynchronize(dc->stream);
+  bp_cuda_gemm_cache_free(dc);
   if (dc->lt) cublasLtDestroy(dc->lt);
   cudaFree(dc->workspace);
   cudaFree(dc->flag);

@@ -182,6 +182,16 @@ template <typename OT>
 __global__ void k_binary_same(int op, const float *a, const float *b, OT *o, int64_t count) {
   GRID_STRIDE(i, count) o[i] = (OT)binary_f(op, a[i], b[i]);
 }
+/* One side a single element (scales, constants): no index arithmetic; `scalar_b` says which. */
+template <typename OT>
+__global__ void k_binary_scalar(int op, const float *v, const float *sp, int scalar_b, OT *o, int64_t count) {
+  const float s = *sp;
+  if (scalar_b) {
+    GRID_STRIDE(i, count) o[i] = (OT)binary_f(op, v[i], s);
+  } else {
+    GRID_STRIDE(i, count) o[i] = (OT)binary_f(op, s, v[i]);
+  }
+}
 template <typename OT>
 __global__ void k_binary_bcast(int op, bp_walk w, const float *a, const float *b, OT *o, int64_t count) {
   GRID_STRIDE(i, count) {
@@ -228,6 +238,15 @@ static int binary_apply(bp_cuda *dc, const bp_node *n, ew_binop op, const bp_val
     if (cmp) k_binary_same<uint8_t><<<blocks, THREADS, 0, dc->stream>>>(op, pa, pb, (uint8_t *)o->data, count);
     else k_binary_same<float><<<blocks, THREADS, 0, dc->stream>>>(op, pa, pb, (float *)o->data, count);
     BP_LAUNCHED(dc, "k_binary_same");
+    return 0;
+  }
+  int64_t na = bp_value_numel(a), nb = bp_value_numel(b);
+  if ((nb == 1 && bp_same_shape(a, o)) || (na == 1 && bp_same_shape(b, o))) {
+    int sb = nb == 1 && bp_same_shape(a, o);
+    const float *v = sb ? pa : pb, *sp = sb ? pb : pa;
+    if (cmp) k_binary_scalar<uint8_t><<<blocks, THREADS, 0, dc->stream>>>(op, v, sp, sb, (uint8_t *)o->data, count);
+    else k_binary_scalar<float><<<blocks, THREADS, 0, dc->stream>>>(op, v, sp, sb, (float *)o->data, count);
+    BP_LAUNCHED(dc, "k_binary_scalar");
     return 0;
   }
   bp_walk w;

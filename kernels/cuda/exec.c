@@ -3,7 +3,14 @@
  * use) with device buffers and the CUDA op table. Initializers and constants are uploaded once
  * when the executor is made and stay on the device (parameters are updated there in place); the
  * host copies of compile-time constants are handed to the kernels that read parameters from their
- * inputs (bp_cuda_set_host_inputs), so those never wait for a download. */
+ * inputs (bp_cuda_set_host_inputs), so those never wait for a download.
+ *
+ * Views: nodes that only relabel their input's bytes (Reshape, Flatten, Squeeze, Unsqueeze,
+ * Identity, a Cast to the same dtype, and Dropout when the context is not training and its mask is
+ * unused) do not run: their output shares the input's buffer. Buffers are counted: a buffer is
+ * released when the last tensor sharing it is past its last use. A graph output is never such a
+ * view (it is handed over to the caller, so it gets its own buffer). Kernels treat their inputs as
+ * read-only, so sharing is safe. */
 #include "kernels/cuda/internal.h"
 
 #include <stdio.h>
@@ -16,15 +23,44 @@ struct bp_cuda_exec {
   void **dev;               /* per tensor: device copy of an initializer/constant, or NULL */
   const bp_cuda_op **ops;   /* per node */
   int *last_use;            /* per tensor: index of the last node reading it (nnodes: a graph output) */
+  signed char *view;        /* per node: 1 its output 0 is a view of input 0, 2 the same when not training
+                               (Dropout), 0 it runs */
+  bp_cuda_prof *prof;       /* per-node timing (BP_CUDA_PROFILE=1), or NULL */
 };
+
+bp_cuda_prof *bp_cuda_exec_prof(const bp_cuda_exec *x) { return x ? x->prof : NULL; }
+
+/* Whether node n's output 0 can share input 0's buffer (see the top of the file): 1 always, 2 when
+ * the context is not training (Dropout), 0 no. */
+static int view_kind(const bp_graph *g, const bp_node *n, const int *last_use) {
+  static const char *const relabel[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "Dropout"};
+  int k = -1;
+  if (n->domain && n->domain[0]) return 0;
+  for (int j = 0; j < (int)(sizeof relabel / sizeof relabel[0]); j++)
+    if (!strcmp(n->op_type, relabel[j])) k = j;
+  if (k < 0 || n->nin < 1 || n->nout < 1 || n->in[0] < 0 || n->out[0] < 0) return 0;
+  const bp_value *xi = &g->tensors[n->in[0]]->v, *yo = &g->tensors[n->out[0]]->v;
+  int to = n->out[0];
+  if (xi->dtype != yo->dtype || !bp_dtype_size(xi->dtype) || bp_value_numel(xi) != bp_value_numel(yo)) return 0;
+  if (last_use[to] == g->nnodes) return 0; /* a graph output gets its own buffer */
+  for (int j = 1; j < n->nout; j++) /* other outputs (Dropout's mask) must be unused */
+    if (n->out[j] >= 0 && last_use[n->out[j]] >= 0) return 0;
+  if (!strcmp(n->op_type, "Dropout")) return bp_same_shape(xi, yo) ? 2 : 0;
+  return 1;
+}
 
 void bp_cuda_exec_free(bp_cuda_exec *x) {
   if (!x) return;
+  if (x->prof) {
+    bp_cuda_prof_report(x->prof, stderr);
+    bp_cuda_prof_free(x->prof);
+  }
   for (int t = 0; x->dev && t < x->g->ntensors; t++) bp_cuda_release(x->dc, x->dev[t]);
   if (x->dev) cudaStreamSynchronize(x->dc->stream);
   free(x->dev);
   free(x->ops);
   free(x->last_use);
+  free(x->view);
   free(x);
 }
 
@@ -39,7 +75,8 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
   x->dev = calloc((size_t)(g->ntensors ? g->ntensors : 1), sizeof(void *));
   x->ops = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(*x->ops));
   x->last_use = malloc(sizeof(int) * (size_t)(g->ntensors ? g->ntensors : 1));
-  if (!x->dev || !x->ops || !x->last_use) {
+  x->view = calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
+  if (!x->dev || !x->ops || !x->last_use || !x->view) {
     bp_errf(e, "out of memory");
     goto fail;
   }
@@ -55,6 +92,7 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
       if (n->in[k] >= 0) x->last_use[n->in[k]] = i;
   }
   for (int i = 0; i < g->noutputs; i++) x->last_use[g->outputs[i]] = g->nnodes;
+  for (int i = 0; i < g->nnodes; i++) x->view[i] = (signed char)view_kind(g, g->nodes[i], x->last_use);
   for (int t = 0; t < g->ntensors; t++) {
     const bp_tensor *tt = g->tensors[t];
     if ((tt->kind != BP_T_CONSTANT && tt->kind != BP_T_INITIALIZER) || x->last_use[t] < 0) continue;
@@ -69,6 +107,7 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
       goto fail;
   }
   if (bp_cuda_sync(dc, "uploading the graph's constants", e)) goto fail;
+  if (bp_cuda_prof_enabled() && !(x->prof = bp_cuda_prof_new(g, e))) goto fail;
   return x;
 fail:
   bp_cuda_exec_free(x);
@@ -82,13 +121,24 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
   bp_cuda *dc = x->dc;
   int nt = g->ntensors, rc = 0;
   bp_value *vals = calloc((size_t)(nt ? nt : 1), sizeof(bp_value));
+  /* owned[t]: t holds a reference on the buffer allocated for tensor base[t]; refs[b]: references
+   * on the buffer of tensor b (views share it) */
   unsigned char *owned = calloc((size_t)(nt ? nt : 1), 1);
+  int *base = calloc((size_t)(nt ? nt : 1), sizeof(int)), *refs = calloc((size_t)(nt ? nt : 1), sizeof(int));
   void *saved_device = ctx->device;
-  if (!vals || !owned) {
+  if (!vals || !owned || !base || !refs) {
     free(vals);
     free(owned);
+    free(base);
+    free(refs);
     return bp_errf(e, "out of memory");
   }
+#define DROP(t)                                                                                    \
+  do {                                                                                             \
+    owned[t] = 0;                                                                                  \
+    if (--refs[base[t]] == 0) bp_cuda_release(dc, vals[t].data);                                   \
+    vals[t].data = NULL;                                                                           \
+  } while (0)
   ctx->device = dc;
   for (int t = 0; t < nt; t++) {
     if (!x->dev[t]) continue;
@@ -110,6 +160,10 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     }
     vals[g->inputs[i]] = *inputs[i];
   }
+  if (x->prof && bp_cuda_prof_mark(x->prof, dc, 0, e)) {
+    rc = -1;
+    goto done;
+  }
   for (int i = 0; i < g->nnodes; i++) {
     const bp_node *n = g->nodes[i];
     bp_value *in[64] = {0}, *out[64] = {0};
@@ -117,6 +171,26 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     if (n->nin > 64 || n->nout > 64) {
       rc = bp_errf(e, "node '%s' (%s): too many inputs or outputs", n->name, n->op_type);
       goto done;
+    }
+    if (x->view[i] == 1 || (x->view[i] == 2 && !ctx->training)) {
+      int ti = n->in[0], to = n->out[0];
+      vals[to] = g->tensors[to]->v;
+      vals[to].data = vals[ti].data;
+      if (owned[ti]) {
+        base[to] = base[ti];
+        refs[base[to]]++;
+        owned[to] = 1;
+      }
+      for (int k = 0; k < n->nin; k++) { /* the data input, and parameter inputs (shape, ratio) */
+        int t = n->in[k];
+        if (t >= 0 && owned[t] && x->last_use[t] == i) DROP(t);
+      }
+      if (owned[to] && x->last_use[to] < 0) DROP(to);
+      if (x->prof && bp_cuda_prof_mark(x->prof, dc, i + 1, e)) {
+        rc = -1;
+        goto done;
+      }
+      continue;
     }
     for (int k = 0; k < n->nin; k++) {
       int t = n->in[k];
@@ -134,6 +208,8 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
         goto done;
       }
       owned[t] = 1;
+      base[t] = t;
+      refs[t] = 1;
       out[k] = &vals[t];
     }
     bp_cuda_set_host_inputs(dc, host, n->nin);
@@ -144,26 +220,23 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     }
     for (int k = 0; k < n->nin; k++) {
       int t = n->in[k];
-      if (t >= 0 && owned[t] && x->last_use[t] == i) {
-        bp_cuda_release(dc, vals[t].data);
-        vals[t].data = NULL;
-        owned[t] = 0;
-      }
+      if (t >= 0 && owned[t] && x->last_use[t] == i) DROP(t);
     }
     for (int k = 0; k < n->nout; k++) {
       int t = n->out[k];
-      if (t >= 0 && owned[t] && x->last_use[t] < 0) {
-        bp_cuda_release(dc, vals[t].data);
-        vals[t].data = NULL;
-        owned[t] = 0;
-      }
+      if (t >= 0 && owned[t] && x->last_use[t] < 0) DROP(t);
+    }
+    if (x->prof && bp_cuda_prof_mark(x->prof, dc, i + 1, e)) {
+      rc = -1;
+      goto done;
     }
   }
   for (int i = 0; i < g->noutputs; i++) {
     int t = g->outputs[i];
     outputs[i] = vals[t];
-    if (owned[t]) { /* hand the buffer over (an output listed twice gets a copy the second time) */
+    if (owned[t] && refs[base[t]] == 1) { /* hand the buffer over (an output listed twice gets a copy the second time) */
       owned[t] = 0;
+      refs[base[t]] = 0;
       continue;
     }
     size_t bytes = bp_value_bytes(&vals[t]);
@@ -187,16 +260,19 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     outputs[i].data = copy;
   }
   /* asynchronous faults and kernels' data checks surface here, naming the node when they can */
-  if (bp_cuda_check_flags(dc, g->nodes, g->nnodes, e) < 0) {
+  if (bp_cuda_check_flags(dc, g->nodes, g->nnodes, e) < 0 || (x->prof && bp_cuda_prof_collect(x->prof, e) < 0)) {
     for (int j = 0; j < g->noutputs; j++) bp_cuda_release(dc, outputs[j].data);
     rc = -1;
   }
 done:
   bp_cuda_set_host_inputs(dc, NULL, 0);
   for (int t = 0; t < nt; t++)
-    if (owned[t]) bp_cuda_release(dc, vals[t].data);
+    if (owned[t]) DROP(t);
+#undef DROP
   free(vals);
   free(owned);
+  free(base);
+  free(refs);
   ctx->device = saved_device;
   return rc;
 }

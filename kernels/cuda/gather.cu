@@ -97,6 +97,7 @@ BP_CUDA_EVAL(bp_cuda_eval_gather_elements) {
     w.dims[i] = idx->dims[i];
     w.st[0][i] = i == axis ? 0 : xs[i];
   }
+  bp_walk_prepare(&w);
   unsigned blocks = bp_cuda_blocks(dc, count);
   int64_t ad = x->dims[axis], as = xs[axis];
   switch (bp_dtype_size(x->dtype)) {

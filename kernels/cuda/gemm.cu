@@ -14,6 +14,8 @@ extern "C" {
 }
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   int ta, tb;          /* row-major op(A) = A^T when ta (A stored K x M) */
@@ -30,6 +32,15 @@ typedef struct {
 
 __global__ void k_to_bf16(const float *x, uint16_t *y, int64_t count) {
   GRID_STRIDE(i, count) y[i] = d_f32_to_bf16(x[i]);
+}
+__global__ void k_to_bf16_4(const float4 *x, uint2 *y, int64_t count) {
+  GRID_STRIDE(i, count) {
+    float4 v = x[i];
+    uint2 o;
+    o.x = (uint32_t)d_f32_to_bf16(v.x) | ((uint32_t)d_f32_to_bf16(v.y) << 16);
+    o.y = (uint32_t)d_f32_to_bf16(v.z) | ((uint32_t)d_f32_to_bf16(v.w) << 16);
+    y[i] = o;
+  }
 }
 
 /* The fallback when cuBLASLt offers no algorithm (seen only as a possibility for unusual
@@ -68,97 +79,240 @@ static int64_t extent(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
+/* ---- plans: descriptors and the heuristic's algorithm, cached per GEMM shape --------------------
+ * Creating the matmul/layout descriptors and asking cuBLASLt's heuristic for an algorithm costs
+ * host time at every call (a training step of GPT-2 has ~220 GEMMs of ~15 shapes), so a plan is
+ * kept per key (precision, transposes, sizes, leading dims, batch strides, operand alignments,
+ * bias epilogue) in a small table, least recently used out. The bias pointer is set per call. */
+typedef struct {
+  int prec, ta, tb, epi;
+  int64_t M, N, K, lda, ldb, ldd, sA, sB, sD, batch;
+  uint32_t al_a, al_b, al_c;
+} gemm_key;
+
+typedef struct {
+  gemm_key k;
+  int valid, has_algo;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+  uint64_t used;
+} gemm_plan;
+
+#define GEMM_PLANS 64
+struct bp_gemm_cache {
+  gemm_plan p[GEMM_PLANS];
+  uint64_t tick;
+};
+
+static void plan_clear(gemm_plan *p) {
+  if (p->op) cublasLtMatmulDescDestroy(p->op);
+  if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+  if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+  if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+  memset(p, 0, sizeof *p);
+}
+
+extern "C" void bp_cuda_gemm_cache_free(bp_cuda *dc) {
+  if (!dc->gemm_cache) return;
+  for (int i = 0; i < GEMM_PLANS; i++) plan_clear(&dc->gemm_cache->p[i]);
+  free(dc->gemm_cache);
+  dc->gemm_cache = NULL;
+}
+
 #define LTG(call)                                                                                  \
   do {                                                                                             \
     cublasStatus_t st_ = (call);                                                                   \
     if (st_ != CUBLAS_STATUS_SUCCESS) {                                                            \
-      rc = bp_cuda_fail(e, n, NULL, #call, bp_cublas_status_str((int)st_), __FILE__, __LINE__);    \
-      goto done;                                                                                   \
+      bp_cuda_fail(e, n, NULL, #call, bp_cublas_status_str((int)st_), __FILE__, __LINE__);         \
+      goto fail;                                                                                   \
     }                                                                                              \
   } while (0)
 
-static int lt_matmul(bp_cuda *dc, const bp_node *n, const gemm_args *g, bp_err *e) {
+/* The plan of key k (made on a miss: descriptors, then the heuristic; has_algo 0 when it offers
+ * none), or NULL with an error. */
+static gemm_plan *plan_get(bp_cuda *dc, const bp_node *n, const gemm_key *k, bp_err *e) {
+  if (!dc->gemm_cache && !(dc->gemm_cache = (struct bp_gemm_cache *)calloc(1, sizeof(struct bp_gemm_cache)))) {
+    bp_errf(e, "node '%s' (%s): out of memory", n->name, n->op_type);
+    return NULL;
+  }
+  struct bp_gemm_cache *c = dc->gemm_cache;
+  gemm_plan *p = NULL;
+  for (int i = 0; i < GEMM_PLANS; i++)
+    if (c->p[i].valid && !memcmp(&c->p[i].k, k, sizeof *k)) {
+      c->p[i].used = ++c->tick;
+      return &c->p[i];
+    }
+  for (int i = 0; i < GEMM_PLANS; i++) /* a free slot, else the least recently used */
+    if (!p || !c->p[i].valid || (p->valid && c->p[i].used < p->used)) {
+      p = &c->p[i];
+      if (!p->valid) break;
+    }
+  plan_clear(p);
+  memcpy(&p->k, k, sizeof *k); /* bytes, padding included: keys are compared with memcmp */
+  {
+    cudaDataType_t ab = k->prec == BP_PREC_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t ct = k->prec == BP_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    int64_t arows = k->ta ? k->K : k->M, acols = k->ta ? k->M : k->K;
+    int64_t brows = k->tb ? k->N : k->K, bcols = k->tb ? k->K : k->N;
+    cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    LTG(cublasLtMatmulDescCreate(&p->op, ct, CUDA_R_32F));
+    LTG(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    LTG(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (k->epi) {
+      /* bias along D's rows in cuBLASLt's column-major view = along our row-major columns */
+      cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+      LTG(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+    }
+    /* column-major views: our B (brows x bcols row-major) is bcols x brows; likewise A and D */
+    LTG(cublasLtMatrixLayoutCreate(&p->la, ab, (uint64_t)bcols, (uint64_t)brows, k->ldb));
+    LTG(cublasLtMatrixLayoutCreate(&p->lb, ab, (uint64_t)acols, (uint64_t)arows, k->lda));
+    LTG(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, (uint64_t)k->N, (uint64_t)k->M, k->ldd));
+    if (k->batch > 1) {
+      int32_t cnt = (int32_t)k->batch;
+      LTG(cublasLtMatrixLayoutSetAttribute(p->la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(p->lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(p->lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
+      LTG(cublasLtMatrixLayoutSetAttribute(p->la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &k->sB, sizeof k->sB));
+      LTG(cublasLtMatrixLayoutSetAttribute(p->lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &k->sA, sizeof k->sA));
+      LTG(cublasLtMatrixLayoutSetAttribute(p->lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &k->sD, sizeof k->sD));
+    }
+    uint64_t ws = dc->workspace_bytes;
+    LTG(cublasLtMatmulPreferenceCreate(&pref));
+    {
+      cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k->al_a, sizeof k->al_a);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k->al_b, sizeof k->al_b);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k->al_c, sizeof k->al_c);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k->al_c, sizeof k->al_c);
+      if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(dc->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &res, &nres);
+      cublasLtMatmulPreferenceDestroy(pref);
+      /* with the bias epilogue a refusal is not an error: the caller falls back to copying C */
+      if (st != CUBLAS_STATUS_SUCCESS && !k->epi) {
+        bp_cuda_fail(e, n, NULL, "cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &res, &nres)",
+                          bp_cublas_status_str((int)st), __FILE__, __LINE__);
+        goto fail;
+      }
+      if (st != CUBLAS_STATUS_SUCCESS) nres = 0;
+    }
+    p->has_algo = nres > 0;
+    if (nres > 0) p->algo = res.algo;
+  }
+  p->valid = 1;
+  p->used = ++c->tick;
+  return p;
+fail:
+  plan_clear(p);
+  return NULL;
+}
+#undef LTG
+
+/* Elements converted to bfloat16 four at a time when both pointers allow 16/8-byte accesses. */
+static int to_bf16(bp_cuda *dc, const bp_node *n, const float *x, uint16_t *y, int64_t count, bp_err *e) {
+  if (count % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)y & 7) == 0) {
+    k_to_bf16_4<<<bp_cuda_blocks(dc, count / 4), THREADS, 0, dc->stream>>>((const float4 *)x, (uint2 *)y, count / 4);
+    return bp_cuda_after_launch(dc, n, "k_to_bf16_4", e, __FILE__, __LINE__);
+  }
+  k_to_bf16<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>(x, y, count);
+  return bp_cuda_after_launch(dc, n, "k_to_bf16", e, __FILE__, __LINE__);
+}
+
+/* D = alpha op(A) op(B) + beta D [+ bias along the columns when `bias`]. 1 (nothing done) when a
+ * bias was asked for and cuBLASLt has no algorithm with the bias epilogue: the caller adds it
+ * another way. */
+static int lt_matmul_bias(bp_cuda *dc, const bp_node *n, const gemm_args *g, const float *bias, bp_err *e) {
   int rc = 0;
-  cudaDataType_t ab = CUDA_R_32F;
-  cublasComputeType_t ct = dc->prec == BP_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   const void *A = g->A, *B = g->B;
   uint16_t *tA = NULL, *tB = NULL;
-  cublasLtMatmulDesc_t op = NULL;
-  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-  cublasLtMatmulPreference_t pref = NULL;
-  cublasLtMatmulHeuristicResult_t res;
-  int nres = 0;
+  gemm_plan *p = NULL;
   int64_t arows = g->ta ? g->K : g->M, acols = g->ta ? g->M : g->K;
   int64_t brows = g->tb ? g->N : g->K, bcols = g->tb ? g->K : g->N;
   if (g->M > INT32_MAX || g->N > INT32_MAX || g->K > INT32_MAX || g->batch > INT32_MAX)
     return bp_errf(e, "node '%s' (%s): matrix dimensions exceed cuBLASLt's int range", n->name, n->op_type);
   if (dc->prec == BP_PREC_BF16) {
     int64_t ea = extent(arows, acols, g->lda, g->batch, g->sA), eb = extent(brows, bcols, g->ldb, g->batch, g->sB);
-    ab = CUDA_R_16BF;
     tA = (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)ea, "bf16 copy of A", e);
     tB = tA ? (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)eb, "bf16 copy of B", e) : NULL;
     if (!tA || !tB) {
       rc = bp_err_prefix_node(e, n);
       goto done;
     }
-    k_to_bf16<<<bp_cuda_blocks(dc, ea), THREADS, 0, dc->stream>>>(g->A, tA, ea);
-    if ((rc = bp_cuda_after_launch(dc, n, "k_to_bf16", e, __FILE__, __LINE__))) goto done;
-    k_to_bf16<<<bp_cuda_blocks(dc, eb), THREADS, 0, dc->stream>>>(g->B, tB, eb);
-    if ((rc = bp_cuda_after_launch(dc, n, "k_to_bf16", e, __FILE__, __LINE__))) goto done;
+    if ((rc = to_bf16(dc, n, g->A, tA, ea, e)) || (rc = to_bf16(dc, n, g->B, tB, eb, e))) goto done;
     A = tA;
     B = tB;
   }
   {
-    cublasOperation_t opa = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LTG(cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F));
-    LTG(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    LTG(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    /* column-major views: our B (brows x bcols row-major) is bcols x brows; likewise A and D */
-    LTG(cublasLtMatrixLayoutCreate(&la, ab, (uint64_t)bcols, (uint64_t)brows, g->ldb));
-    LTG(cublasLtMatrixLayoutCreate(&lb, ab, (uint64_t)acols, (uint64_t)arows, g->lda));
-    LTG(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)g->N, (uint64_t)g->M, g->ldd));
-    if (g->batch > 1) {
-      int32_t cnt = (int32_t)g->batch;
-      LTG(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
-      LTG(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
-      LTG(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &cnt, sizeof cnt));
-      LTG(cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sB, sizeof g->sB));
-      LTG(cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sA, sizeof g->sA));
-      LTG(cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &g->sD, sizeof g->sD));
+    gemm_key k;
+    memset(&k, 0, sizeof k);
+    k.prec = (int)dc->prec, k.ta = g->ta, k.tb = g->tb, k.epi = bias != NULL;
+    k.M = g->M, k.N = g->N, k.K = g->K, k.lda = g->lda, k.ldb = g->ldb, k.ldd = g->ldd;
+    k.sA = g->sA, k.sB = g->sB, k.sD = g->sD, k.batch = g->batch;
+    k.al_a = align_of(B), k.al_b = align_of(A), k.al_c = align_of(g->D);
+    if (bias && align_of(bias) < 16) {
+      rc = 1;
+      goto done;
     }
-    uint64_t ws = dc->workspace_bytes;
-    uint32_t al_a = align_of(B), al_b = align_of(A), al_c = align_of(g->D);
-    LTG(cublasLtMatmulPreferenceCreate(&pref));
-    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
-    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
-    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
-    LTG(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
-    LTG(cublasLtMatmulAlgoGetHeuristic(dc->lt, op, la, lb, lc, lc, pref, 1, &res, &nres));
-    if (nres == 0) {
+    if (!(p = plan_get(dc, n, &k, e))) {
+      rc = -1;
+      goto done;
+    }
+    if (bias && !p->has_algo) {
+      rc = 1;
+      goto done;
+    }
+    if (!p->has_algo) {
       if (!dc->warned_gemm)
         fprintf(stderr, "bitpipe: warning: node '%s' (%s): cuBLASLt has no algorithm for a %s GEMM M=%lld N=%lld K=%lld "
                         "batch %lld (alignments %u/%u/%u bytes); using the simple CUDA GEMM kernel (reported once)\n",
                 n->name, n->op_type, bp_precision_name(dc->prec), (long long)g->M, (long long)g->N, (long long)g->K,
-                (long long)g->batch, al_a, al_b, al_c);
+                (long long)g->batch, k.al_a, k.al_b, k.al_c);
       dc->warned_gemm = 1;
       k_gemm_naive<<<bp_cuda_blocks(dc, g->batch * g->M * g->N), THREADS, 0, dc->stream>>>(*g, (int)dc->prec);
       rc = bp_cuda_after_launch(dc, n, "k_gemm_naive", e, __FILE__, __LINE__);
       goto done;
     }
-    LTG(cublasLtMatmul(dc->lt, op, &g->alpha, B, la, A, lb, &g->beta, g->D, lc, g->D, lc, &res.algo, dc->workspace,
-                       dc->workspace_bytes, dc->stream));
-    if (dc->sync_each) rc = bp_cuda_after_launch(dc, n, "cublasLtMatmul", e, __FILE__, __LINE__);
   }
+  if (bias) {
+    cublasStatus_t st = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      rc = bp_cuda_fail(e, n, NULL, "cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias)",
+                        bp_cublas_status_str((int)st), __FILE__, __LINE__);
+      goto done;
+    }
+  }
+  {
+    cublasStatus_t st = cublasLtMatmul(dc->lt, p->op, &g->alpha, B, p->la, A, p->lb, &g->beta, g->D, p->lc, g->D, p->lc,
+                                       &p->algo, dc->workspace, dc->workspace_bytes, dc->stream);
+    if (st != CUBLAS_STATUS_SUCCESS && bias) {
+      p->has_algo = 0; /* the epilogue is refused after all: the caller adds the bias another way */
+      rc = 1;
+      goto done;
+    }
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      rc = bp_cuda_fail(e, n, NULL, "cublasLtMatmul(lt, op, &alpha, B, la, A, lb, &beta, D, lc, D, lc, &algo, ...)",
+                        bp_cublas_status_str((int)st), __FILE__, __LINE__);
+      goto done;
+    }
+  }
+  if (dc->sync_each) rc = bp_cuda_after_launch(dc, n, "cublasLtMatmul", e, __FILE__, __LINE__);
 done:
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (lc) cublasLtMatrixLayoutDestroy(lc);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (op) cublasLtMatmulDescDestroy(op);
   bp_cuda_release(dc, tA);
   bp_cuda_release(dc, tB);
   return rc;
+}
+
+static int lt_matmul(bp_cuda *dc, const bp_node *n, const gemm_args *g, bp_err *e) {
+  return lt_matmul_bias(dc, n, g, NULL, e);
 }
 
 BP_CUDA_EVAL(bp_cuda_eval_matmul) {
@@ -225,6 +379,14 @@ BP_CUDA_EVAL(bp_cuda_eval_gemm) {
   int64_t m = y->dims[0], nn = y->dims[1], k = ta ? a->dims[0] : a->dims[1];
   if (m == 0 || nn == 0) return 0;
   int has_c = c && beta != 0.0f;
+  /* a bias row (C of N elements, beta 1): cuBLASLt's bias epilogue adds it in the GEMM's own
+   * epilogue, instead of broadcasting C into Y first and reading it back with beta = 1 */
+  if (has_c && beta == 1.0f && k > 0 && bp_value_numel(c) == nn && (c->rank == 1 || (c->rank == 2 && c->dims[0] == 1))) {
+    gemm_args g = {ta, tb, m, nn, k, (const float *)a->data, a->dims[1], 0, (const float *)b->data, b->dims[1], 0,
+                   (float *)y->data, nn, 0, 1, alpha, 0.0f};
+    int r = lt_matmul_bias(dc, n, &g, (const float *)c->data, e);
+    if (r <= 0) return r; /* 1: no algorithm with the epilogue, the copy below */
+  }
   if (has_c && bp_cuda_broadcast_copy(dc, n, c, y, e)) return -1;
   if (k == 0) {
     if (!has_c) {

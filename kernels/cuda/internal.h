@@ -12,6 +12,7 @@
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,7 +38,11 @@ struct bp_cuda {
   /* scratch host buffer for downloaded parameter inputs, kept until the next node */
   void *scratch[8];
   int nscratch;
+  struct bp_gemm_cache *gemm_cache; /* GEMM plans (kernels/cuda/gemm.cu), made on first use */
 };
+
+/* Destroys the cached GEMM plans (bp_cuda_free). */
+void bp_cuda_gemm_cache_free(bp_cuda *dc);
 
 /* Formats the error of a failed call and returns -1. `n` may be NULL (then `what` names the context). */
 int bp_cuda_fail(bp_err *e, const bp_node *n, const char *what, const char *call, const char *reason,
@@ -83,6 +88,22 @@ int bp_cuda_host_view(bp_cuda *dc, const bp_node *n, bp_value *const *in, int ni
 void bp_cuda_scratch_clear(bp_cuda *dc);
 /* Records a host-staged run of op `op` (for the report). */
 void bp_cuda_note_host(bp_cuda *dc, const char *op);
+
+/* Per-node timing of the executor (kernels/cuda/profile.c), on when BP_CUDA_PROFILE=1. */
+typedef struct bp_cuda_prof bp_cuda_prof;
+int bp_cuda_prof_enabled(void);
+bp_cuda_prof *bp_cuda_prof_new(const bp_graph *g, bp_err *e);
+void bp_cuda_prof_free(bp_cuda_prof *p);
+/* Records boundary event i (0: before node 0; i: after node i-1) on the context's stream. */
+int bp_cuda_prof_mark(bp_cuda_prof *p, bp_cuda *dc, int i, bp_err *e);
+/* After a run whose last boundary was recorded: adds the node times (the first run is skipped). */
+int bp_cuda_prof_collect(bp_cuda_prof *p, bp_err *e);
+/* Adds `ms` of work outside the graph under `name` (a string literal); not counted in the warm-up run. */
+void bp_cuda_prof_add(bp_cuda_prof *p, const char *name, double ms);
+/* Per op type and the slowest nodes, per counted run. */
+void bp_cuda_prof_report(const bp_cuda_prof *p, FILE *f);
+/* The executor's profile, or NULL when profiling is off. */
+bp_cuda_prof *bp_cuda_exec_prof(const bp_cuda_exec *x);
 
 /* Elements covered by one launch of a grid-stride kernel of 256 threads. */
 unsigned bp_cuda_blocks(const bp_cuda *dc, int64_t n);

@@ -5,8 +5,14 @@
  *
  * The input is split into kept dims (the output's index) and reduced dims (walked per output).
  * When the innermost input dim is reduced, one block per output reads its elements contiguously
- * and reduces in shared memory; otherwise one thread per output folds its elements in order, and
- * neighbouring threads read neighbouring elements. Both are deterministic. */
+ * and reduces in shared memory. When the input is [K, R, C] with R reduced and K, C kept (after
+ * merging neighbouring dims of one kind: bias gradients [rows, cols] -> [cols], SumTo of a
+ * broadcast batch), column tiles of 32 x 8 threads fold fixed chunks of 256 rows each in double
+ * and a second kernel folds the chunks' partial results in order (the old path, one thread per
+ * output walking all R rows alone, left 768 threads to read 16384 rows each: 10 ms per bias
+ * gradient of GPT-2 124M at 16 x 1024 tokens). Otherwise one thread per output folds its elements
+ * in order, neighbouring threads reading neighbouring elements. All are deterministic: the order
+ * of the folds depends on the shapes only. */
 #include "kernels/cuda/common.cuh"
 
 extern "C" {
@@ -103,6 +109,83 @@ __global__ void k_reduce_thread(red_desc d, int op, const float *x, float *y, co
   }
 }
 
+/* ---- [K, R, C] with R reduced: column tiles ---- */
+#define COL_TILE 32
+#define COL_LANES 8
+#define COL_CHUNK 256 /* rows per partial result: fixed, so the fold order depends on the shape only */
+
+/* part[(k * nch + ch) * C + c] = fold of x[k, ch*chunk .. min(R, (ch+1)*chunk), c]. Grid: x over
+ * column tiles, y over chunks, z over k; block COL_TILE x COL_LANES. */
+__global__ void k_reduce_cols(int op, const float *x, int64_t R, int64_t C, int64_t chunk, int64_t nch, double *part) {
+  __shared__ double sh[COL_LANES][COL_TILE + 1];
+  int64_t c = (int64_t)blockIdx.x * COL_TILE + threadIdx.x, ch = blockIdx.y, k = blockIdx.z;
+  int64_t r0 = ch * chunk, r1 = r0 + chunk < R ? r0 + chunk : R;
+  double a = r_init(op);
+  if (c < C) {
+    const float *xp = x + (k * R) * C + c;
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += COL_LANES) a = r_fold(op, a, (double)xp[r * C]);
+  }
+  sh[threadIdx.y][threadIdx.x] = a;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int j = 1; j < COL_LANES; j++) a = r_merge(op, a, sh[j][threadIdx.x]);
+    part[(k * nch + ch) * C + c] = a;
+  }
+}
+
+__global__ void k_reduce_cols_finish(int op, const double *part, int64_t nch, int64_t C, int64_t nout, double cnt,
+                                     float *y) {
+  GRID_STRIDE(o, nout) {
+    int64_t k = o / C, c = o - k * C;
+    const double *p = part + k * nch * C + c;
+    double a = p[0];
+    for (int64_t ch = 1; ch < nch; ch++) a = r_merge(op, a, p[ch * C]);
+    y[o] = (float)r_finish(op, a, cnt, 0.0);
+  }
+}
+
+/* The [K, R, C] view of x under mask (size-1 dims ignored; runs of one kind merged): 1 when the
+ * dims are kept* reduced+ kept+, else 0. */
+static int kept_reduced_kept(const bp_value *x, const unsigned char *mask, int64_t *K, int64_t *R, int64_t *C) {
+  int phase = 0; /* 0: leading kept, 1: reduced, 2: trailing kept */
+  *K = *R = *C = 1;
+  for (int i = 0; i < x->rank; i++) {
+    if (x->dims[i] == 1) continue;
+    if (mask[i]) {
+      if (phase == 2) return 0;
+      phase = 1;
+      *R *= x->dims[i];
+    } else if (phase == 0) {
+      *K *= x->dims[i];
+    } else {
+      phase = 2;
+      *C *= x->dims[i];
+    }
+  }
+  return phase == 2;
+}
+
+static int reduce_cols(bp_cuda *dc, const bp_node *n, int op, const float *x, int64_t K, int64_t R, int64_t C, float *y,
+                       bp_err *e) {
+  int64_t chunk = COL_CHUNK, nch = (R + chunk - 1) / chunk;
+  if (nch > 65535) {
+    chunk = (R + 65534) / 65535;
+    nch = (R + chunk - 1) / chunk;
+  }
+  double *part = (double *)bp_cuda_alloc(dc, sizeof(double) * (size_t)(K * nch * C), "column partial sums", e);
+  if (!part) return bp_err_prefix_node(e, n);
+  int fop = op;
+  dim3 grid((unsigned)((C + COL_TILE - 1) / COL_TILE), (unsigned)nch, (unsigned)K), block(COL_TILE, COL_LANES);
+  k_reduce_cols<<<grid, block, 0, dc->stream>>>(fop, x, R, C, chunk, nch, part);
+  int rc = bp_cuda_after_launch(dc, n, "k_reduce_cols", e, __FILE__, __LINE__);
+  if (!rc) {
+    k_reduce_cols_finish<<<bp_cuda_blocks(dc, K * C), THREADS, 0, dc->stream>>>(fop, part, nch, C, K * C, (double)R, y);
+    rc = bp_cuda_after_launch(dc, n, "k_reduce_cols_finish", e, __FILE__, __LINE__);
+  }
+  bp_cuda_release(dc, part);
+  return rc;
+}
+
 /* Reduces float32 x over the dims with mask[i] set into y (its elements in kept-dim order). */
 static int reduce_run(bp_cuda *dc, const bp_node *n, int op, const bp_value *x, const unsigned char *mask, bp_value *y,
                       bp_err *e) {
@@ -128,6 +211,9 @@ static int reduce_run(bp_cuda *dc, const bp_node *n, int op, const bp_value *x, 
   if (d.kr == 0) d.kdims[0] = 1, d.kst[0] = 0, d.kr = 1;
   if (d.rr == 0) d.rdims[0] = 1, d.rst[0] = 0, d.rr = 1;
   if (d.nout == 0) return 0;
+  int64_t K, R, C;
+  if (op != R_LOGSUMEXP && d.cnt > 0 && kept_reduced_kept(x, mask, &K, &R, &C) && K <= 65535 && R > 1)
+    return reduce_cols(dc, n, op, (const float *)x->data, K, R, C, (float *)y->data, e);
   /* empty reductions (cnt 0) take the thread path: the fold's identity, finished as on the CPU */
   int inner_reduced = x->rank > 0 && mask[x->rank - 1] && d.cnt >= 32 && d.nout <= INT32_MAX;
   double *mx = NULL;

@@ -17,6 +17,7 @@ typedef struct {
   bp_value **pin;
   float **s1, **s2;    /* optimizer state per parameter (momentum / AdamW moments) */
   double *acc;         /* device: sum of squares of the gradients */
+  cudaEvent_t ev[2];   /* around the work outside the graph, when profiling */
 } gpu_state;
 
 static void gpu_free(bp_trainer *t) {
@@ -27,6 +28,8 @@ static void gpu_free(bp_trainer *t) {
     for (int i = 0; s->s2 && i < t->nparams; i++) bp_cuda_release(s->dc, s->s2[i]);
     for (int i = 0; s->din && i < t->ninputs; i++) bp_cuda_release(s->dc, s->din[i].data);
     bp_cuda_release(s->dc, s->acc);
+    for (int k = 0; k < 2; k++)
+      if (s->ev[k]) cudaEventDestroy(s->ev[k]);
     bp_cuda_exec_free(s->x);
     bp_cuda_free(s->dc);
   }
@@ -36,6 +39,10 @@ static void gpu_free(bp_trainer *t) {
   free(s->pin);
   free(s);
   t->backend = NULL;
+}
+
+static int prof_call(cudaError_t rc, const char *call, bp_err *e) {
+  return rc == cudaSuccess ? 0 : bp_cuda_fail(e, NULL, "profiling (BP_CUDA_PROFILE)", call, cudaGetErrorString(rc), __FILE__, __LINE__);
 }
 
 static int gpu_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
@@ -50,6 +57,8 @@ static int gpu_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
   }
   unsigned char lbuf[8] = {0};
   double sq = 0;
+  bp_cuda_prof *prof = bp_cuda_exec_prof(s->x);
+  if (prof && s->ev[0]) rc = prof_call(cudaEventRecord(s->ev[0], s->dc->stream), "cudaEventRecord(ev[0], stream)", e);
   if (bp_value_bytes(&outs[0]) > sizeof lbuf) rc = bp_errf(e, "internal: the loss is not a scalar");
   if (!rc) rc = bp_cuda_download(s->dc, lbuf, outs[0].data, bp_value_bytes(&outs[0]), "the loss", e);
   if (!rc) rc = bp_cuda_memset(s->dc, s->acc, 0, sizeof(double), "the gradient norm", e);
@@ -76,7 +85,13 @@ static int gpu_step(bp_trainer *t, double *loss, double *grad_norm, bp_err *e) {
           rc = bp_cuda_sgd_update(s->dc, p, outs[i + 1].data, s->s1[i], n, step == 1, t->o.lr, t->o.momentum,
                                   t->o.weight_decay, gscale, e);
       }
+      if (!rc && prof && s->ev[1]) rc = prof_call(cudaEventRecord(s->ev[1], s->dc->stream), "cudaEventRecord(ev[1], stream)", e);
       if (!rc) rc = bp_cuda_sync(s->dc, "the optimizer step", e);
+      if (!rc && prof && s->ev[1]) {
+        float ms = 0;
+        rc = prof_call(cudaEventElapsedTime(&ms, s->ev[0], s->ev[1]), "cudaEventElapsedTime(&ms, ev[0], ev[1])", e);
+        if (!rc) bp_cuda_prof_add(prof, "(loss, norm, optimizer)", ms);
+      }
       if (!rc) t->step = step;
     }
   }
@@ -125,6 +140,14 @@ int bp_cuda_trainer_attach(bp_trainer *t, bp_precision prec, bp_err *e) {
       goto fail;
   }
   if (!(s->acc = bp_cuda_alloc(s->dc, sizeof(double), "the gradient norm", e))) goto fail;
+  if (bp_cuda_exec_prof(s->x))
+    for (int k = 0; k < 2; k++) {
+      cudaError_t crc = cudaEventCreate(&s->ev[k]);
+      if (crc != cudaSuccess) {
+        bp_cuda_fail(e, NULL, "profiling", "cudaEventCreate(&ev)", cudaGetErrorString(crc), __FILE__, __LINE__);
+        goto fail;
+      }
+    }
   if (bp_cuda_sync(s->dc, "moving the trainer to the GPU", e)) goto fail;
   return 0;
 fail:

@@ -471,6 +471,16 @@ static void random_cases(void) {
   RUN(nn, "Transpose");
   rc_begin();
   RUN(nd(NULL, "Transpose", 1, 1, RT(BP_I64, -9, 9, 3, 7)), "Transpose i64 default perm");
+  /* the tiled transposing copy (kernels/cuda/copy.cu): partial 32 x 32 tiles, a batch dim, 8- and
+   * 1-byte elements */
+  rc_begin();
+  nn = nd(NULL, "Transpose", 1, 1, RF(-3, 3, 3, 33, 65));
+  AIS(nn, "perm", 0, 2, 1);
+  RUN(nn, "Transpose tiles [3,33,65] perm 0,2,1");
+  rc_begin();
+  RUN(nd(NULL, "Transpose", 1, 1, RT(BP_I64, -99, 99, 40, 70)), "Transpose tiles i64 [40,70]");
+  rc_begin();
+  RUN(nd(NULL, "Transpose", 1, 1, RT(BP_BOOL, 0, 1, 36, 50)), "Transpose tiles bool [36,50]");
   rc_begin();
   RUN(nd(NULL, "Expand", 1, 2, RF(-3, 3, 3, 1), CI(2, 3, 4)), "Expand");
   rc_begin();
