@@ -41,13 +41,17 @@ static int64_t record(const bp_rt *rt, int g, int states) {
   return rt->model->param_numel[g] * (1 + (states ? nstates(rt) : 0));
 }
 
-static void pack(bp_rt *rt, int g, int states, float *dst) {
+/* One parameter's record from this rank's arenas (downloaded on a GPU). */
+static int pack(bp_rt *rt, int g, int states, float *dst, bp_err *e) {
   rt_chunk *c = &rt->chunk[rt->holder_chunk[g]];
   const bp_rt_stage *st = c->st;
   int64_t off = st->tensors[st->params[rt->holder_index[g]].tensor].offset, n = rt->model->param_numel[g];
-  memcpy(dst, c->param + off, sizeof(float) * (size_t)n);
-  if (states) memcpy(dst + n, c->state1 + off, sizeof(float) * (size_t)n);
-  if (states && nstates(rt) == 2) memcpy(dst + 2 * n, c->state2 + off, sizeof(float) * (size_t)n);
+  const char *what = "reading parameters back";
+  if (rt->dev->get(rt, dst, c->param + off, 4 * n, what, e) < 0 ||
+      (states && rt->dev->get(rt, dst + n, c->state1 + off, 4 * n, what, e) < 0) ||
+      (states && nstates(rt) == 2 && rt->dev->get(rt, dst + 2 * n, c->state2 + off, 4 * n, what, e) < 0))
+    return bp_rt_err_wrap(rt, e, "parameter '%s'", rt->model->param_names[g]);
+  return 0;
 }
 
 int bp_rt_gather_params(bp_rt *rt, int states, float **out, int64_t *nfloats, bp_err *e) {
@@ -73,7 +77,7 @@ int bp_rt_gather_params(bp_rt *rt, int states, float **out, int64_t *nfloats, bp
   int64_t k = 0;
   for (int g = 0; g < m->n_params; g++)
     if (rt->holder_rank[g] == rt->wrank) {
-      pack(rt, g, states, mine + k);
+      if (pack(rt, g, states, mine + k, e) < 0) goto done;
       k += record(rt, g, states);
     }
   if (rt->wrank != 0) {
@@ -240,6 +244,7 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
   if (fd < 0) return bp_errf(e, "--resume: '%s': %s", path, strerror(errno));
   int rc = -1;
   int64_t *numel = NULL;
+  void *tmp = NULL;
   ckpt_header h;
   struct stat sb;
   if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof h || read_at(fd, &h, sizeof h, 0) < 0 ||
@@ -292,16 +297,27 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
     at[g] = off;
     off += r;
   }
+  int64_t most = 1;
+  for (int g = 0; g < m->n_params; g++) most = m->param_numel[g] > most ? m->param_numel[g] : most;
+  if (!rt->dev->host_memory && !(tmp = malloc(4 * (size_t)most))) {
+    bp_errf(e, "--resume: out of memory");
+    goto done;
+  }
   for (int c = 0; c < rt->C; c++) {
     rt_chunk *ch = &rt->chunk[c];
     const bp_rt_stage *st = ch->st;
     for (int i = 0; i < st->nparams; i++) {
       int g = st->params[i].global_id;
       int64_t toff = st->tensors[st->params[i].tensor].offset, n = m->param_numel[g];
-      if (read_at(fd, ch->param + toff, 4 * n, at[g]) < 0 || read_at(fd, ch->state1 + toff, 4 * n, at[g] + 4 * n) < 0 ||
-          (nstates(rt) == 2 && read_at(fd, ch->state2 + toff, 4 * n, at[g] + 8 * n) < 0)) {
-        bp_errf(e, "--resume: '%s': reading parameter '%s': %s", path, m->param_names[g], strerror(errno ? errno : EIO));
-        goto done;
+      uint8_t *dst[3] = {ch->param + toff, ch->state1 + toff, nstates(rt) == 2 ? ch->state2 + toff : NULL};
+      for (int j = 0; j < 3 && dst[j]; j++) {
+        /* device arenas: through a host buffer */
+        void *to = rt->dev->host_memory ? (void *)dst[j] : tmp;
+        if (read_at(fd, to, 4 * n, at[g] + 4 * n * j) < 0) {
+          bp_errf(e, "--resume: '%s': reading parameter '%s': %s", path, m->param_names[g], strerror(errno ? errno : EIO));
+          goto done;
+        }
+        if (!rt->dev->host_memory && rt->dev->put(rt, dst[j], tmp, 4 * n, "uploading the checkpoint", e) < 0) goto done;
       }
     }
   }
@@ -310,6 +326,7 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
   rc = 0;
 done:
   free(numel);
+  free(tmp);
   close(fd);
   return rc;
 }

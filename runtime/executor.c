@@ -55,13 +55,11 @@ int bp_rt_run_node(struct bp_rt_exec *x, int k) {
     return bp_errf(ex->e, "rank %d stage %d: node '%s' has more than %d inputs or outputs", x->rank, st->index,
                    n->name, MAXIO);
   for (int i = 0; i < n->nin; i++) in[i] = n->in[i] >= 0 ? &x->vals[n->in[i]] : NULL;
-  for (int i = 0; i < n->nout; i++) {
-    out[i] = n->out[i] >= 0 ? &x->vals[n->out[i]] : NULL;
-    /* kernels may accumulate into their outputs: clear them as the CPU executor's calloc does */
-    if (out[i]) memset(out[i]->data, 0, (size_t)st->tensors[n->out[i]].nbytes);
-  }
+  for (int i = 0; i < n->nout; i++) out[i] = n->out[i] >= 0 ? &x->vals[n->out[i]] : NULL;
   bp_err err = {0};
-  if (n->op->eval(x->ctx, n, in, n->nin, out, n->nout, &err) < 0) {
+  bp_rt *rt = ex->rt;
+  /* the device runs it: the CPU kernel, or the CUDA op table's on device arenas */
+  if (rt->dev->eval(rt, &rt->chunk[x->chunk], x->ctx, k, in, out, &err) < 0) {
     char layers[64] = "";
     if (st->layers) snprintf(layers, sizeof layers, " (%s)", st->layers);
     return bp_errf(ex->e, "rank %d stage %d%s micro-batch %d: node '%s' (%s): %s", x->rank, st->index, layers, x->mb,
@@ -107,30 +105,51 @@ static int wait_recv(bp_rt *rt, rt_chunk *c, int mb, int *req, int grad, bp_err 
   return 0;
 }
 
+/* A host buffer of at least n bytes (data inputs on their way to device arenas). */
+static void *host_buf(bp_rt *rt, int64_t n, bp_err *e) {
+  if (n > rt->hostbuf_cap) {
+    void *p = realloc(rt->hostbuf, (size_t)n);
+    if (!p) {
+      bp_rt_errf(rt, e, "out of memory (%lld bytes of data inputs)", (long long)n);
+      return NULL;
+    }
+    rt->hostbuf = p;
+    rt->hostbuf_cap = n;
+  }
+  return rt->hostbuf;
+}
+
 static int write_inputs(bp_rt *rt, rt_chunk *c, int mb, uint8_t *slot, bp_err *e) {
   const bp_rt_stage *st = c->st;
-  int g = global_sample(rt, mb);
+  int g = global_sample(rt, mb), host = rt->dev->host_memory;
   for (int i = 0; i < st->n_data; i++) {
     const bp_rt_tensor *t = &st->tensors[st->data[i].tensor];
-    if (bp_rt_data_fill(&rt->data, rt->data_pos, g, &st->data[i], t, slot + t->offset, e) < 0) return -1;
+    void *dst = host ? slot + t->offset : host_buf(rt, t->nbytes, e);
+    if (!dst || bp_rt_data_fill(&rt->data, rt->data_pos, g, &st->data[i], t, dst, e) < 0) return -1;
+    if (!host && rt->dev->put(rt, slot + t->offset, dst, t->nbytes, "uploading a data input", e) < 0)
+      return bp_rt_err_wrap(rt, e, NULL);
   }
   if (st->loss_weight >= 0) {
     const bp_rt_tensor *t = &st->tensors[st->loss_weight];
-    bp_set_f64(slot + t->offset, (bp_dtype)t->dtype, 0, rt->mb_weight[g]);
+    uint8_t w[16];
+    bp_set_f64(w, (bp_dtype)t->dtype, 0, rt->mb_weight[g]);
+    if (rt->dev->put(rt, slot + t->offset, w, t->nbytes, "uploading the loss weight", e) < 0)
+      return bp_rt_err_wrap(rt, e, NULL);
   }
   return 0;
 }
 
-static void accumulate_grads(rt_chunk *c) {
+static int accumulate_grads(bp_rt *rt, rt_chunk *c, bp_err *e) {
   const bp_rt_stage *st = c->st;
   for (int i = 0; i < st->nparams; i++) {
     const bp_rt_param *p = &st->params[i];
     if (p->grad < 0) continue;
     const float *g = c->vals[p->grad].data;
     float *acc = (float *)(c->grad + st->tensors[p->tensor].offset);
-    int64_t n = st->tensors[p->tensor].nbytes / 4;
-    for (int64_t k = 0; k < n; k++) acc[k] += g[k];
+    if (rt->dev->accumulate(rt, acc, g, st->tensors[p->tensor].nbytes / 4, e) < 0)
+      return bp_rt_err_wrap(rt, e, "stage %d: accumulating the gradient of '%s'", c->stage, st->tensors[p->tensor].name);
   }
+  return 0;
 }
 
 static int compute(bp_rt *rt, const bp_instr *in, bp_err *e) {
@@ -170,13 +189,18 @@ static int compute(bp_rt *rt, const bp_instr *in, bp_err *e) {
                  op == BP_OP_FWD ? "forward" : "backward");
     return -1;
   }
-  if (op == BP_OP_BWD || op == BP_OP_BWD_WEIGHT) accumulate_grads(c);
+  if ((op == BP_OP_BWD || op == BP_OP_BWD_WEIGHT) && accumulate_grads(rt, c, e) < 0) return -1;
+  /* a GPU finishes the instruction's kernels here (so the busy time is the device's) */
+  if (rt->dev->finish(rt, c, e) < 0) return bp_rt_err_wrap(rt, e, "stage %d micro-batch %d", c->stage, mb);
   double t1 = bp_tp_now();
   rt->busy_s += t1 - t0;
   bp_rt_trace_add(rt, op, c->index, mb, -1, t0, t1);
   if (op == BP_OP_FWD && st->loss >= 0) {
     const bp_rt_tensor *t = &st->tensors[st->loss];
-    rt->mb_loss[mb] = bp_get_f64(sl->base + t->offset, (bp_dtype)t->dtype, 0);
+    uint8_t v[16];
+    if (rt->dev->get(rt, v, sl->base + t->offset, t->nbytes, "reading the loss back", e) < 0)
+      return bp_rt_err_wrap(rt, e, NULL);
+    rt->mb_loss[mb] = bp_get_f64(v, (bp_dtype)t->dtype, 0);
     rt->mb_done[mb] = 1;
   }
   return 0;
@@ -218,7 +242,9 @@ static int local_copy(bp_rt *rt, const bp_instr *in, bp_err *e) {
     return bp_rt_errf(rt, e, "plan: stage %d hands %lld bytes to stage %d, which expects %lld", a->stage,
                       (long long)from.nbytes, b->stage, (long long)to.nbytes);
   double t0 = bp_tp_now();
-  memcpy(bp_rt_slot_base(b, in->mb) + to.offset, bp_rt_slot_base(a, in->mb) + from.offset, (size_t)from.nbytes);
+  if (rt->dev->copy(rt, bp_rt_slot_base(b, in->mb) + to.offset, bp_rt_slot_base(a, in->mb) + from.offset, from.nbytes,
+                    "a local hand-over", e) < 0)
+    return bp_rt_err_wrap(rt, e, NULL);
   bp_rt_trace_add(rt, in->op, in->chunk, in->mb, -1, t0, bp_tp_now());
   return 0;
 }
@@ -264,6 +290,9 @@ int bp_rt_exec_step(bp_rt *rt, bp_err *e) {
   for (int i = 0; i < rp->n; i++) {
     const bp_instr *in = &rp->code[i];
     if (i == rp->n / 2) fault(rt, 0);
+    /* a run of joined p2p instructions is posted as one batch */
+    rt->tp->hold = bp_op_is_p2p((bp_op)in->op) && i + 1 < rp->n && rp->code[i + 1].joined &&
+                   bp_op_is_p2p((bp_op)rp->code[i + 1].op);
     /* the slots this instruction names */
     int cs[2] = {in->chunk, -1};
     if (in->mb >= 0 && (in->op == BP_OP_LOCAL_ACT || in->op == BP_OP_LOCAL_GRAD))
@@ -311,6 +340,7 @@ int bp_rt_exec_step(bp_rt *rt, bp_err *e) {
       for (int k = 0; k < 2 && cs[k] >= 0; k++)
         if (rt->chunk[cs[k]].last[in->mb] == i && bp_rt_slot_release(rt, &rt->chunk[cs[k]], in->mb, e) < 0) return -1;
   }
+  rt->tp->hold = 0;
   /* every message of the step has been received by now (the optimizer step's all-reduce came
    * after every compute): complete the sends so nothing is in flight between steps */
   for (int c = 0; c < rt->C; c++)

@@ -75,6 +75,9 @@ int bp_rt_groups_init(bp_rt *rt, bp_err *e) {
     }
   }
   free(first_stage);
+  rt->norm_x = malloc(sizeof(float *) * (size_t)(np ? np : 1));
+  rt->norm_n = malloc(sizeof(int64_t) * (size_t)(np ? np : 1));
+  if (!rt->norm_x || !rt->norm_n) return bp_rt_errf(rt, e, "out of memory");
   if (rt->tied_floats > 0 && !(rt->tied_buf = malloc(sizeof(float) * (size_t)rt->tied_floats)))
     return bp_rt_errf(rt, e, "out of memory");
   /* the eager all-reduce covers the PARAM arena up to the first tied parameter */
@@ -131,8 +134,10 @@ int bp_rt_sync_grads(bp_rt *rt, double local_loss, bp_err *e) {
   for (int c = 0; c < rt->C; c++)
     if (bp_rt_allreduce_wait(rt, &rt->chunk[c], e) < 0) return -1;
   if (rt->tied_floats > 0) {
-    /* offsets of tied ids in the buffer, in global id order */
+    /* offsets of tied ids in the buffer, in global id order; on a GPU each raw gradient comes to
+     * the host, is summed there in the CPU's order, and the sum goes back */
     memset(rt->tied_buf, 0, sizeof(float) * (size_t)rt->tied_floats);
+    float *tmp = NULL;
     for (int pass = 0; pass < 2; pass++) {
       for (int c = 0; c < rt->C; c++) {
         const bp_rt_stage *st = rt->chunk[c].st;
@@ -142,25 +147,48 @@ int bp_rt_sync_grads(bp_rt *rt, double local_loss, bp_err *e) {
           float *grad = (float *)(rt->chunk[c].grad + st->tensors[st->params[i].tensor].offset);
           float *sum = rt->tied_buf + rt->tied_off[g];
           int64_t n = m->param_numel[g];
+          const float *add = grad;
+          if (pass == 0 && !rt->dev->host_memory) {
+            float *t2 = realloc(tmp, sizeof(float) * (size_t)(n > 0 ? n : 1));
+            if (!t2) {
+              free(tmp);
+              return bp_rt_errf(rt, e, "out of memory summing tied gradients");
+            }
+            tmp = t2;
+            if (rt->dev->get(rt, tmp, grad, 4 * n, "the gradient of a tied parameter", e) < 0) {
+              free(tmp);
+              return bp_rt_err_wrap(rt, e, NULL);
+            }
+            add = tmp;
+          }
           if (pass == 0)
-            for (int64_t k = 0; k < n; k++) sum[k] += grad[k];
-          else
-            memcpy(grad, sum, sizeof(float) * (size_t)n);
+            for (int64_t k = 0; k < n; k++) sum[k] += add[k];
+          else if (rt->dev->put(rt, grad, sum, 4 * n, "the summed gradient of a tied parameter", e) < 0) {
+            free(tmp);
+            return bp_rt_err_wrap(rt, e, NULL);
+          }
         }
       }
       if (pass == 0 && bp_tp_allreduce(rt->tp, 0, rt->tied_buf, rt->tied_floats, BP_TP_F32,
-                                       "the all-reduce of tied parameters' gradients") < 0)
+                                       "the all-reduce of tied parameters' gradients") < 0) {
+        free(tmp);
         return bp_rt_errf(rt, e, "%s", rt->tp->err);
+      }
     }
+    free(tmp);
+    if (rt->dev->sync(rt, "the tied parameters' gradients", e) < 0) return bp_rt_err_wrap(rt, e, NULL);
   }
+  /* the squares of every unique parameter's gradient, on its designated holder */
+  int cnt = 0;
+  for (int g = 0; g < m->n_params; g++)
+    if (rt->holder_rank[g] == rt->wrank) {
+      rt_chunk *c = &rt->chunk[rt->holder_chunk[g]];
+      const bp_rt_stage *st = c->st;
+      rt->norm_x[cnt] = (const float *)(c->grad + st->tensors[st->params[rt->holder_index[g]].tensor].offset);
+      rt->norm_n[cnt++] = m->param_numel[g];
+    }
   double sq = 0;
-  for (int g = 0; g < m->n_params; g++) {
-    if (rt->holder_rank[g] != rt->wrank) continue;
-    rt_chunk *c = &rt->chunk[rt->holder_chunk[g]];
-    const bp_rt_stage *st = c->st;
-    const float *grad = (const float *)(c->grad + st->tensors[st->params[rt->holder_index[g]].tensor].offset);
-    for (int64_t k = 0; k < m->param_numel[g]; k++) sq += (double)grad[k] * grad[k];
-  }
+  if (rt->dev->sumsq(rt, rt->norm_x, rt->norm_n, cnt, &sq, e) < 0) return bp_rt_err_wrap(rt, e, "the gradient norm");
   double buf[2] = {local_loss, sq};
   if (bp_tp_allreduce(rt->tp, 0, buf, 2, BP_TP_F64, "the all-reduce of the loss and gradient norm") < 0)
     return bp_rt_errf(rt, e, "%s", rt->tp->err);

@@ -39,6 +39,15 @@ static void help(const bp_rt_plan *plan, FILE *f) {
           "  --timeout SECONDS      a rank waiting longer than this for another aborts the job, naming the\n"
           "                         rank it waited for (default 20)\n"
           "  --quiet                only the step lines (and errors)\n"
+          "device:\n"
+          "  --device cuda|cpu      where the ranks compute (default: cuda when this program was built with the\n"
+          "                         CUDA backend and a GPU is visible, else cpu); each rank takes GPU (local rank\n"
+          "                         mod visible GPUs); arenas, kernels, gradients and the optimizer on the GPU\n"
+          "  --precision fp32|tf32|bf16   GEMM precision on cuda (default fp32; bf16: bfloat16 GEMM inputs,\n"
+          "                         fp32 accumulation, fp32 weights and optimizer state)\n"
+          "  --transport mpi|nccl   how GPU ranks exchange activations and gradients (default: nccl when it was\n"
+          "                         built in and every rank has a GPU of its own, else mpi staging through\n"
+          "                         host memory, as ranks sharing one GPU need)\n"
           "optimizer (defaults compiled in):\n"
           "  --optimizer sgd|adamw  (%s)    --lr X (%g)    --momentum M (%g)    --weight-decay W (%g)\n"
           "  --beta1 B (%g)   --beta2 B (%g)   --eps E (%g)\n"
@@ -98,6 +107,30 @@ static int parse(const bp_rt_plan *plan, int argc, char **argv, bp_rt_opts *o) {
     if (!v) goto bad;
     i++;
     if (!strcmp(a, "--data")) o->data = v;
+    else if (!strcmp(a, "--device")) {
+      if (!strcmp(v, "cpu")) o->device = 1;
+      else if (!strcmp(v, "cuda")) o->device = 2;
+      else {
+        if (first_rank_hint()) fprintf(stderr, "train: --device is cuda or cpu, got '%s'\n", v);
+        return -1;
+      }
+    } else if (!strcmp(a, "--precision")) {
+      if (!strcmp(v, "fp32")) o->precision = 0;
+      else if (!strcmp(v, "tf32")) o->precision = 1;
+      else if (!strcmp(v, "bf16")) o->precision = 2;
+      else {
+        if (first_rank_hint()) fprintf(stderr, "train: --precision is fp32, tf32 or bf16, got '%s'\n", v);
+        return -1;
+      }
+      o->precision_given = 1;
+    } else if (!strcmp(a, "--transport")) {
+      if (!strcmp(v, "mpi")) o->transport = 1;
+      else if (!strcmp(v, "nccl")) o->transport = 2;
+      else {
+        if (first_rank_hint()) fprintf(stderr, "train: --transport is mpi or nccl, got '%s'\n", v);
+        return -1;
+      }
+    }
     else if (!strcmp(a, "--targets")) o->targets = v;
     else if (!strcmp(a, "--weights")) o->weights = v;
     else if (!strcmp(a, "--checkpoint")) o->checkpoint = v;
@@ -217,7 +250,9 @@ static void print_config(bp_rt *rt, const double *planned, const double *alloc) 
             hp->dropout ? "on" : "off", (unsigned long long)hp->seed, rt->o.data ? rt->o.data : "fixed batch",
             rt->step ? " (resumed)" : "");
   if (rt->step) bp_rt_say(rt, "train: resumed at step %ld (data position %lld sequences)\n", rt->step, (long long)rt->data_pos);
-  bp_rt_say(rt, "train: memory per rank (bytes: weights, gradients, optimizer state, constants, slots, work)\n");
+  bp_rt_say(rt, "train: device %s\n", rt->device_desc);
+  bp_rt_say(rt, "train: memory per rank (bytes: weights, gradients, optimizer state, constants, slots, work%s)\n",
+            rt->dev->host_memory ? "" : "; on the GPU");
   bp_rt_say(rt, "  rank  stages            planned (compiler)   allocated (runtime)\n");
   for (int w = 0; w < rt->W; w++) {
     char st[64] = "";
@@ -293,10 +328,14 @@ static int parse_fault(bp_rt *rt) {
 
 static void rt_free(bp_rt *rt) {
   bp_rt_memory_free(rt);
+  bp_rt_device_close(rt);
   bp_rt_data_close(&rt->data);
   free(rt->tied);
   free(rt->tied_off);
   free(rt->tied_buf);
+  free(rt->norm_x);
+  free(rt->norm_n);
+  free(rt->hostbuf);
   free(rt->holder_rank);
   free(rt->mb_weight);
   free(rt->mb_loss);
@@ -347,7 +386,12 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
   rt.mb_loss = malloc(sizeof(double) * (size_t)rt.N);
   rt.mb_done = malloc((size_t)rt.N);
   if (!rt.mb_weight || !rt.mb_loss || !rt.mb_done) bp_errf(&e, "rank %d: out of memory", rt.wrank);
-  if (!e.set) bp_rt_memory_init(&rt, &e);
+  /* the device (a GPU: arenas in its memory), then the transport for it (collective) */
+  if (!e.set) bp_rt_device_open(&rt, &e);
+  if (agree(&rt, e.set, &e)) goto finalize;
+  bp_rt_device_transport(&rt, &e);
+  if (agree(&rt, e.set, &e)) goto finalize;
+  bp_rt_memory_init(&rt, &e);
   if (agree(&rt, e.set, &e)) goto finalize;
   char wbuf[4096];
   const char *wpath = rt.o.weights ? rt.o.weights : bp_rt_default_weights(rt.model, wbuf, sizeof wbuf);

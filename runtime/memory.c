@@ -154,11 +154,12 @@ int bp_rt_plan_check(const bp_rt_plan *plan, bp_err *e) {
   return 0;
 }
 
-static uint8_t *arena(int64_t n, int64_t *total) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 64)) != 0) return NULL;
-  memset(p, 0, (size_t)(n > 0 ? n : 64));
-  *total += n;
+/* An arena of n bytes on the rank's device (zeroed), counted in *total. */
+static uint8_t *arena(bp_rt *rt, int64_t n, int64_t *total, const char *what, bp_err *e) {
+  uint8_t *p = rt->dev->alloc(rt, n, what, e);
+  if (p) *total += n;
+  else
+    bp_rt_err_wrap(rt, e, NULL);
   return p;
 }
 
@@ -189,17 +190,25 @@ int bp_rt_memory_init(bp_rt *rt, bp_err *e) {
     ch->ar_req = -1;
     ch->last_bwd = -1;
     const bp_rt_stage *st = ch->st;
-    ch->param = arena(st->param_bytes, &total);
-    ch->grad = arena(st->param_bytes, &total);
-    ch->state1 = arena(st->param_bytes, &total);
-    ch->state2 = adam ? arena(st->param_bytes, &total) : NULL;
-    ch->cnst = arena(st->const_bytes, &total);
+    char what[96];
+    snprintf(what, sizeof what, "the arenas of chunk %d (stage %d)", c, ch->stage);
+    if (!(ch->param = arena(rt, st->param_bytes, &total, what, e)) || !(ch->grad = arena(rt, st->param_bytes, &total, what, e)) ||
+        !(ch->state1 = arena(rt, st->param_bytes, &total, what, e)) ||
+        (adam && !(ch->state2 = arena(rt, st->param_bytes, &total, what, e))) ||
+        !(ch->cnst = arena(rt, st->const_bytes, &total, what, e))) {
+      free(slots);
+      return -1;
+    }
+    /* the GPU's kernels read shapes and axes from CONST inputs on the host */
+    if (!rt->dev->host_memory && !(ch->cnst_host = calloc(1, (size_t)(st->const_bytes > 0 ? st->const_bytes : 1)))) {
+      free(slots);
+      return bp_rt_errf(rt, e, "out of memory for the host copy of chunk %d's constants", c);
+    }
     ch->nslots = slots[c];
     ch->slot = calloc((size_t)(slots[c] ? slots[c] : 1), sizeof(rt_slot));
     ch->slot_of = malloc(sizeof(int) * (size_t)N * 3);
     ch->vals = calloc((size_t)(st->ntensors ? st->ntensors : 1), sizeof(bp_value));
-    if (!ch->param || !ch->grad || !ch->state1 || (adam && !ch->state2) || !ch->cnst || !ch->slot || !ch->slot_of ||
-        !ch->vals) {
+    if (!ch->slot || !ch->slot_of || !ch->vals) {
       free(slots);
       return bp_rt_errf(rt, e, "out of memory allocating chunk %d (stage %d)", c, ch->stage);
     }
@@ -208,11 +217,11 @@ int bp_rt_memory_init(bp_rt *rt, bp_err *e) {
     for (int m = 0; m < N; m++) ch->slot_of[m] = ch->first[m] = ch->last[m] = -1;
     for (int k = 0; k < ch->nslots; k++) {
       rt_slot *sl = &ch->slot[k];
-      sl->base = arena(st->slot_bytes, &total);
+      snprintf(what, sizeof what, "slot %d of chunk %d (stage %d)", k, c, ch->stage);
+      sl->base = arena(rt, st->slot_bytes, &total, what, e);
       if (!sl->base) {
         free(slots);
-        return bp_rt_errf(rt, e, "out of memory allocating %d slots of %lld bytes for chunk %d (stage %d)", ch->nslots,
-                          (long long)st->slot_bytes, c, ch->stage);
+        return -1;
       }
       sl->mb = -1;
       sl->recv_act = sl->recv_grad = sl->send[0] = sl->send[1] = -1;
@@ -227,8 +236,8 @@ int bp_rt_memory_init(bp_rt *rt, bp_err *e) {
     if (st->work_bytes > rt->work_bytes) rt->work_bytes = st->work_bytes;
   }
   free(slots);
-  rt->work = arena(rt->work_bytes, &total);
-  if (!rt->work) return bp_rt_errf(rt, e, "out of memory allocating the %lld-byte work arena", (long long)rt->work_bytes);
+  rt->work = arena(rt, rt->work_bytes, &total, "the work arena", e);
+  if (!rt->work) return -1;
   rt->allocated_bytes = total;
   /* first / last instruction naming each (chunk, micro-batch), as bp_rt_chunk_slots counts them */
   const bp_rank_program *rp = &p->rank[rt->r];
@@ -250,19 +259,21 @@ int bp_rt_memory_init(bp_rt *rt, bp_err *e) {
 void bp_rt_memory_free(bp_rt *rt) {
   for (int c = 0; rt->chunk && c < rt->C; c++) {
     rt_chunk *ch = &rt->chunk[c];
-    free(ch->param);
-    free(ch->grad);
-    free(ch->state1);
-    free(ch->state2);
-    free(ch->cnst);
-    for (int k = 0; ch->slot && k < ch->nslots; k++) free(ch->slot[k].base);
+    const bp_rt_dev *d = rt->dev;
+    d->release(rt, ch->param);
+    d->release(rt, ch->grad);
+    d->release(rt, ch->state1);
+    d->release(rt, ch->state2);
+    d->release(rt, ch->cnst);
+    free(ch->cnst_host);
+    for (int k = 0; ch->slot && k < ch->nslots; k++) d->release(rt, ch->slot[k].base);
     free(ch->slot);
     free(ch->slot_of);
     free(ch->vals);
   }
   free(rt->chunk);
   rt->chunk = NULL;
-  free(rt->work);
+  if (rt->work) rt->dev->release(rt, rt->work);
   rt->work = NULL;
 }
 

@@ -9,7 +9,8 @@
  * Files: main.c (command line, the step loop, the summary), memory.c (arenas), weights.c (the
  * weights file), executor.c (the instruction walk, bp_rt_run_node), gradsync.c (groups, gradient
  * all-reduce, tied weights, global norm), update.c (the optimizer), data.c (token files and
- * fixed batches), checkpoint.c, trace.c, save_onnx.c, log.c, transport*.c. */
+ * fixed batches), checkpoint.c, trace.c, save_onnx.c, log.c, transport*.c; device.c (where the
+ * arenas live and the operations on them: the CPU's, or device_cuda.c's on a GPU). */
 #ifndef BITPIPE_RUNTIME_RT_H
 #define BITPIPE_RUNTIME_RT_H
 
@@ -31,6 +32,10 @@ typedef struct bp_rt_opts {
   long save_every;
   double timeout_s;
   int quiet;
+  int device;                        /* --device: 0 auto (cuda when built with it and a GPU is visible), 1 cpu, 2 cuda */
+  int precision;                     /* --precision: 0 fp32, 1 tf32, 2 bf16 (GEMMs on the GPU; bp_precision) */
+  int precision_given;
+  int transport;                     /* --transport: 0 auto, 1 mpi, 2 nccl */
   bp_rt_hparams hp;                  /* the plan's, with the command line's overrides */
 } bp_rt_opts;
 
@@ -65,7 +70,8 @@ typedef struct rt_slot {
 typedef struct rt_chunk {
   int index, pipe, stage;
   const bp_rt_stage *st;
-  uint8_t *param, *grad, *state1, *state2, *cnst;
+  uint8_t *param, *grad, *state1, *state2, *cnst;  /* arenas (device memory on a GPU) */
+  uint8_t *cnst_host;                /* GPU runs: host copy of CONST (shapes, axes: kernels read them on the host) */
   int nslots;
   rt_slot *slot;
   int *slot_of;                      /* [N]: slot of micro-batch m, -1: none */
@@ -87,12 +93,45 @@ typedef struct bp_rt_event {
 } bp_rt_event;
 enum { RT_EV_WAIT_ACT = 100, RT_EV_WAIT_GRAD, RT_EV_WAIT_SEND, RT_EV_WAIT_ALLREDUCE, RT_EV_SYNC, RT_EV_CKPT };
 
+struct bp_rt;
+/* ---- the device (device.c, device_cuda.c): where the arenas live and what is done to them ----
+ * Every touch of arena memory outside the kernels goes through these, so the executor, gradient
+ * sync, optimizer, weights and checkpoints are the same code on the CPU and on a GPU. The CPU's
+ * implementations are the plain loops and memcpy of the single-process trainer (bit-identical);
+ * the GPU's run on the device context's stream and are checked (errors name the call and `what`). */
+typedef struct bp_rt_dev {
+  const char *name;                  /* "cpu" or "cuda" */
+  int host_memory;                   /* arenas are plain host memory (the CPU) */
+  void *(*alloc)(struct bp_rt *rt, int64_t n, const char *what, bp_err *e); /* zeroed; NULL on failure */
+  void (*release)(struct bp_rt *rt, void *p);
+  int (*put)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e); /* host -> arena */
+  int (*get)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e); /* arena -> host */
+  int (*copy)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e);
+  int (*zero)(struct bp_rt *rt, void *dst, int64_t n, const char *what, bp_err *e);
+  /* node k of chunk c's stage on bound values (outputs cleared first, as the CPU executor's calloc) */
+  int (*eval)(struct bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e);
+  /* after the nodes of one compute instruction: the GPU waits for them and reports a node whose
+   * kernel found bad data (named with the chunk's stage) */
+  int (*finish)(struct bp_rt *rt, rt_chunk *c, bp_err *e);
+  int (*accumulate)(struct bp_rt *rt, float *acc, const float *x, int64_t n, bp_err *e); /* acc += x */
+  /* *sq = sum over the count buffers of x^2, in double */
+  int (*sumsq)(struct bp_rt *rt, const float *const *x, const int64_t *n, int count, double *sq, bp_err *e);
+  int (*sgd)(struct bp_rt *rt, float *p, const float *g, float *buf, int64_t n, int first, double gscale, bp_err *e);
+  int (*adamw)(struct bp_rt *rt, float *p, const float *g, float *m, float *v, int64_t n, int step, double gscale,
+               bp_err *e);
+  int (*sync)(struct bp_rt *rt, const char *what, bp_err *e); /* everything queued is done */
+  void (*close)(struct bp_rt *rt);
+} bp_rt_dev;
+
 typedef struct bp_rt {
   const bp_rt_plan *plan;
   const bp_rt_model *model;
   const bp_program *prog;
   bp_rt_opts o;
   bp_tp *tp;
+  const bp_rt_dev *dev;              /* device.c: the CPU's, or device_cuda.c's */
+  void *gpu;                         /* device_cuda.c's state (NULL on the CPU) */
+  char device_desc[512];             /* for the start-up report: device, precision, transport */
   int W, D, R, wrank, r, replica, C, N, S;
   int pipe_group;                    /* this replica's pipeline ranks */
   rt_chunk *chunk;                   /* [C] */
@@ -105,6 +144,8 @@ typedef struct bp_rt {
   int64_t *tied_off;                 /* [n_params]: a tied id's place in tied_buf */
   int64_t tied_floats;
   float *tied_buf;
+  const float **norm_x;              /* [n_params]: gradients this rank counts in the norm */
+  int64_t *norm_n;
   /* designated holder of each unique parameter (replica 0, pipe 0, lowest stage): counted once in
    * the norm, written to checkpoints and --save-onnx */
   int *holder_rank;                  /* [n_params]: world rank */
@@ -130,12 +171,30 @@ typedef struct bp_rt {
   long nev, capev;
   /* fault injection (tests): BITPIPE_FAULT=RANK:STEP:kill|exit|hang */
   int fault_rank, fault_kind;
+  /* a host buffer for data inputs on their way to device arenas (executor.c) */
+  uint8_t *hostbuf;
+  int64_t hostbuf_cap;
   long fault_step;
 } bp_rt;
 
 /* log.c: rank-prefixed errors and rank-0 output */
 int bp_rt_errf(bp_rt *rt, bp_err *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Gives the error already in e the rank (and a context: "rank R: CONTEXT: message"); returns -1. */
+int bp_rt_err_wrap(bp_rt *rt, bp_err *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void bp_rt_say(bp_rt *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* device.c: picks the device from --device (auto: a GPU when the program was built with CUDA and
+ * one is visible) and sets rt->dev; then, collectively, the transport for it (a GPU run wraps
+ * rt->tp: host-staged MPI, or NCCL when every rank has its own GPU). */
+int bp_rt_device_open(bp_rt *rt, bp_err *e);
+int bp_rt_device_transport(bp_rt *rt, bp_err *e);
+void bp_rt_device_close(bp_rt *rt);
+extern const bp_rt_dev bp_rt_dev_cpu;
+#ifdef BP_RT_CUDA
+int bp_rt_cuda_open(bp_rt *rt, bp_err *e);      /* device_cuda.c */
+void *bp_rt_cuda_context(bp_rt *rt);           /* device_cuda.c: the rank's bp_cuda */
+int bp_rt_cuda_transport(bp_rt *rt, bp_err *e); /* transport_select.c */
+#endif
 
 /* memplan.c */
 int bp_rt_local_peer_chunk(const bp_program *p, int r, int c, int dir);

@@ -1,7 +1,8 @@
 /* runtime/transport.h — the runtime's communication interface: non-blocking point-to-point
  * messages, non-blocking all-reduce and barrier over groups of ranks, and abort. The executor only
- * talks to this interface; transport_mpi.c implements it with MPI (CPU ranks), and a NCCL
- * implementation for GPU ranks can sit beside it (bootstrapped through the same MPI world).
+ * talks to this interface; transport_mpi.c implements it with MPI (CPU ranks); GPU ranks wrap it
+ * (transport_staged.c: MPI through host memory; transport_nccl.c: NCCL, bootstrapped through the
+ * same MPI world), chosen by transport_select.c.
  *
  * Requests are small integers naming an operation in flight; bp_tp_wait completes one under a
  * watchdog: a wait that lasts longer than the transport's timeout prints one line naming the
@@ -46,6 +47,9 @@ struct bp_tp {
   double timeout_s;     /* watchdog of bp_tp_wait */
   double waited_s;      /* total time spent in bp_tp_wait (for the idle figures) */
   int max_tag;          /* the largest p2p tag the implementation accepts */
+  int hold;             /* set by the executor while it posts a batch of joined p2p instructions:
+                           a transport that posts in groups (NCCL) keeps queueing until it is
+                           cleared, so a batch is never split (the validator's batch semantics) */
   void *state;          /* the implementation's */
   char err[512];
 };
@@ -61,6 +65,19 @@ typedef struct bp_tp_why {
 
 /* MPI: initialises MPI (argc/argv as MPI_Init's) and fills *t; -1 with a message on stderr. */
 int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv);
+
+/* GPU ranks (libbitpipe built with CUDA). Both wrap an initialised MPI transport in place: host
+ * buffers keep going through MPI as before; buffers in device memory (cudaPointerGetAttributes)
+ * take the wrapper's path. `stream` (a cudaStream_t) is the stream the kernels run on: a device
+ * buffer is read only after the work queued there. On failure t is unchanged and err says why.
+ *   staged  (transport_staged.c) MPI through pinned host buffers: the device buffer is copied out
+ *           before the send / all-reduce and in after the receive / all-reduce completes. Works
+ *           whatever GPUs the ranks have, also several ranks on one GPU.
+ *   nccl    (transport_nccl.c, when built with NCCL) ncclSend / ncclRecv grouped on a
+ *           communication stream, ncclAllReduce; the world's communicator from a unique id
+ *           broadcast over MPI, groups by ncclCommSplit. Every rank needs a GPU of its own. */
+int bp_tp_staged_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
+int bp_tp_nccl_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
 
 /* Completes req under the watchdog (aborts the job on timeout; does not return then). */
 int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why);

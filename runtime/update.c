@@ -2,13 +2,13 @@
  * global: checks the loss and norm are finite, clips by the global norm as
  * torch.nn.utils.clip_grad_norm_ does (scale C / (norm + 1e-6) when below 1), applies SGD or
  * AdamW with frontend/optimizer.c (the functions the single-process trainer uses, so both update
- * alike), and zeroes the accumulators. Every holder of a stage applies the same update to the same
- * values, so the copies of a stage in both pipes and all replicas stay identical. */
+ * alike; on a GPU kernels/cuda's bit-identical versions, through rt->dev), and zeroes the
+ * accumulators. Every holder of a stage applies the same update to the same values, so the copies
+ * of a stage in both pipes and all replicas stay identical. */
 #include "runtime/rt.h"
 #include "frontend/train.h"
 
 #include <math.h>
-#include <string.h>
 
 int bp_rt_update(bp_rt *rt, bp_err *e) {
   long step = rt->step + 1;
@@ -23,6 +23,7 @@ int bp_rt_update(bp_rt *rt, bp_err *e) {
   }
   double coef = hp->clip > 0 ? hp->clip / (rt->grad_norm + 1e-6) : 1.0;
   double gscale = coef < 1.0 ? coef : 1.0;
+  const bp_rt_dev *d = rt->dev;
   for (int c = 0; c < rt->C; c++) {
     rt_chunk *ch = &rt->chunk[c];
     const bp_rt_stage *st = ch->st;
@@ -30,13 +31,12 @@ int bp_rt_update(bp_rt *rt, bp_err *e) {
       const bp_rt_tensor *t = &st->tensors[st->params[i].tensor];
       int64_t off = t->offset, n = t->nbytes / 4;
       float *p = (float *)(ch->param + off), *g = (float *)(ch->grad + off), *s1 = (float *)(ch->state1 + off);
-      if (hp->optimizer == BP_OPT_ADAMW)
-        bp_adamw_update(p, g, s1, (float *)(ch->state2 + off), n, (int)step, hp->lr, hp->beta1, hp->beta2, hp->eps,
-                        hp->weight_decay, gscale);
-      else
-        bp_sgd_update(p, g, s1, n, step == 1, hp->lr, hp->momentum, hp->weight_decay, gscale);
+      int rc = hp->optimizer == BP_OPT_ADAMW ? d->adamw(rt, p, g, s1, (float *)(ch->state2 + off), n, (int)step, gscale, e)
+                                             : d->sgd(rt, p, g, s1, n, step == 1, gscale, e);
+      if (rc < 0) return bp_rt_err_wrap(rt, e, "the optimizer step of '%s'", t->name);
     }
-    memset(ch->grad, 0, (size_t)st->param_bytes);
+    if (d->zero(rt, ch->grad, st->param_bytes, "clearing the gradient accumulators", e) < 0) return bp_rt_err_wrap(rt, e, NULL);
   }
+  if (d->sync(rt, "the optimizer step", e) < 0) return bp_rt_err_wrap(rt, e, NULL);
   return 0;
 }

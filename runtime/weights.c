@@ -1,12 +1,14 @@
 /* runtime/weights.c — reads the compiler's weights file (runtime/plan.h: a 64-byte header, then
  * each stage's PARAM bytes and CONST bytes at its weights_offset) into this rank's chunk arenas.
  * A file from another compile (fingerprint), of another format, or shorter than the header says
- * is refused with one line naming the file. */
+ * is refused with one line naming the file. On a GPU the bytes go through the host to the device
+ * arenas, and the CONST bytes also stay on the host (cnst_host). */
 #include "runtime/rt.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,11 +87,30 @@ int bp_rt_weights_load(bp_rt *rt, const char *path, bp_err *e) {
                  path, st->index, (long long)need, (long long)off, (unsigned long long)h.total_bytes);
       goto done;
     }
-    if (read_at(fd, rt->chunk[c].param, st->param_bytes, off) < 0 ||
-        read_at(fd, rt->chunk[c].cnst, st->const_bytes, off + st->param_bytes) < 0) {
-      bp_errf(e, "weights file '%s': reading stage %d: %s", path, st->index, strerror(errno ? errno : EIO));
+    rt_chunk *ch = &rt->chunk[c];
+    if (rt->dev->host_memory) {
+      if (read_at(fd, ch->param, st->param_bytes, off) < 0 || read_at(fd, ch->cnst, st->const_bytes, off + st->param_bytes) < 0) {
+        bp_errf(e, "weights file '%s': reading stage %d: %s", path, st->index, strerror(errno ? errno : EIO));
+        goto done;
+      }
+      continue;
+    }
+    /* device arenas: through the host (the constants stay there too, for the kernels' host views) */
+    void *tmp = malloc((size_t)(st->param_bytes > 0 ? st->param_bytes : 1));
+    if (!tmp) {
+      bp_errf(e, "out of memory reading stage %d of the weights file", st->index);
       goto done;
     }
+    if (read_at(fd, tmp, st->param_bytes, off) < 0 || read_at(fd, ch->cnst_host, st->const_bytes, off + st->param_bytes) < 0) {
+      bp_errf(e, "weights file '%s': reading stage %d: %s", path, st->index, strerror(errno ? errno : EIO));
+      free(tmp);
+      goto done;
+    }
+    int up = rt->dev->put(rt, ch->param, tmp, st->param_bytes, "uploading the weights", e) < 0 ||
+             rt->dev->put(rt, ch->cnst, ch->cnst_host, st->const_bytes, "uploading the constants", e) < 0 ||
+             rt->dev->sync(rt, "uploading the weights", e) < 0;
+    free(tmp);
+    if (up) goto done;
   }
   rc = 0;
 done:

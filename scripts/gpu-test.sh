@@ -6,6 +6,9 @@
 #   3. tests/gpu/run_memcheck.sh compute-sanitizer memcheck on one training step, and memcheck on
 #      the whole op check (every kernel on every layout it tries)
 #   4. `bitpipec train --device cuda` through the command line in each precision, next to the CPU
+#   5. tests/gpu/test_pipeline_gpu.py matrix: the compiled pipeline (`mpirun -np 4 ./train --device
+#      cuda`, the transports) against ./train --device cpu and bitpipec train, every schedule
+# --only-pipeline: build and run step 5 alone; --quick: step 5 on the bitpipe and 1f1b schedules only.
 # --prebuilt: use the binaries already in BUILD_DIR (built on another x86-64 machine) instead of
 # building. Full logs go to $OUT when set (the device tool's output folder), else
 # /tmp/bitpipe-gpu-test. If .carry/debs holds the Debian packages the GPU machine lacks
@@ -16,10 +19,14 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=build-gpu
 prebuilt=0
+only_pipeline=0
+quick=
 for a in "$@"; do
   case $a in
   --prebuilt) prebuilt=1 ;;
-  -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+  --only-pipeline) only_pipeline=1 ;;
+  --quick) quick=--quick ;;
+  -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
   *) dir=$a ;;
   esac
 done
@@ -43,19 +50,21 @@ echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format
 if [ $prebuilt = 0 ]; then
   t0=$(date +%s)
   if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_extra[@]}" >"$log/build.log" 2>&1 ||
-    ! cmake --build "$dir" -j"$(nproc)" --target bitpipec test_gpu_ops test_gpu_train gpu_probe >>"$log/build.log" 2>&1; then
+    ! cmake --build "$dir" -j"$(nproc)" --target bitpipec test_gpu_ops test_gpu_train gpu_probe test_pipeline_gpu_transport \
+      >>"$log/build.log" 2>&1; then
     grep -E "error|Error|CMake Error" -A4 "$log/build.log" | head -60
     echo "build failed (log: $log/build.log)"
     exit 3
   fi
   echo "== build ($dir): $(($(date +%s) - t0)) s"
 fi
-for b in tools/bitpipec tests/gpu/test_gpu_ops tests/gpu/test_gpu_train tests/gpu/gpu_probe; do
+for b in tools/bitpipec tests/gpu/test_gpu_ops tests/gpu/test_gpu_train tests/gpu/gpu_probe tests/gpu/test_pipeline_gpu_transport; do
   [ -x "$dir/$b" ] || { echo "missing $dir/$b"; exit 1; }
 done
 "$dir/tests/gpu/gpu_probe" || { echo "no GPU: nothing to test"; exit 0; }
 
 rc=0
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 run() { # NAME COMMAND...: output into $log/NAME.log
   local name=$1 s r
   shift
@@ -65,6 +74,18 @@ run() { # NAME COMMAND...: output into $log/NAME.log
   echo "== $name: exit $r, $(($(date +%s) - s)) s (log: $log/$name.log)"
   return $r
 }
+pipeline() {
+  run pipeline python3 tests/gpu/test_pipeline_gpu.py matrix "$dir/tools/bitpipec" "$dir/tests/gpu/gpu_probe" models \
+    "$dir/tests/gpu/test_pipeline_gpu_transport" $quick
+}
+if [ $only_pipeline = 1 ]; then
+  pipeline || rc=1
+  echo
+  echo "#### the compiled pipeline on the GPU (tests/gpu/test_pipeline_gpu.py)"
+  cat "$log/pipeline.log"
+  [ $rc = 0 ] && echo "gpu-test: pipeline passed" || echo "gpu-test: FAILURES (logs in $log)"
+  exit $rc
+fi
 run gpu_ops "$dir/tests/gpu/test_gpu_ops" models || rc=1
 run gpu_train "$dir/tests/gpu/test_gpu_train" models || rc=1
 run memcheck bash tests/gpu/run_memcheck.sh "$dir/tests/gpu/gpu_probe" "$dir/tools/bitpipec" models || rc=1
@@ -82,6 +103,7 @@ run memcheck_ops "$cs" --tool memcheck --leak-check full --error-exitcode 3 "$di
   done
 } >"$log/cli.log" 2>&1
 grep -q FAILED "$log/cli.log" && rc=1
+pipeline || rc=1
 
 echo
 echo "#### op check (tests/gpu/test_gpu_ops)"
@@ -96,6 +118,9 @@ echo "op check under memcheck: $(grep -E "ERROR SUMMARY|LEAK SUMMARY" "$log/memc
 echo
 echo "#### bitpipec train --device cuda"
 grep -E "^--|^step 5|^device|wall|FAILED|note" "$log/cli.log"
+echo
+echo "#### the compiled pipeline on the GPU (tests/gpu/test_pipeline_gpu.py)"
+cat "$log/pipeline.log"
 echo
 [ $rc = 0 ] && echo "gpu-test: all passed" || echo "gpu-test: FAILURES (logs in $log)"
 exit $rc

@@ -1,0 +1,25 @@
+/* kernels/cuda/cuda_rt.h — what the pipeline runtime (runtime/, libbitpipe) needs from the CUDA
+ * backend beyond kernels/cuda/cuda.h: the context's device and stream (the runtime's transports
+ * order their copies and NCCL calls after the kernels on it), the accumulation of a micro-batch's
+ * parameter gradients into the chunk's accumulator, and a node's index for device flags.
+ * Implemented in kernels/cuda/rt_support.cu. */
+#ifndef BITPIPE_KERNELS_CUDA_RT_H
+#define BITPIPE_KERNELS_CUDA_RT_H
+
+#include "kernels/cuda/cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The context's CUDA stream (a cudaStream_t) and device index. */
+void *bp_cuda_stream_handle(const bp_cuda *dc);
+int bp_cuda_device_index(const bp_cuda *dc);
+/* acc[i] += x[i] for i < n, in float (the CPU runtime's loop, bit for bit), on the stream. */
+int bp_cuda_accumulate(bp_cuda *dc, float *acc, const float *x, int64_t n, bp_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

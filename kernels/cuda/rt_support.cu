@@ -1,0 +1,22 @@
+/* kernels/cuda/rt_support.cu — the pieces of kernels/cuda/cuda_rt.h: the context's stream and
+ * device for the pipeline runtime, and the gradient accumulation kernel (acc += x in float: an
+ * add rounds once on both backends, so the GPU's accumulators equal the CPU runtime's). */
+#include "kernels/cuda/common.cuh"
+
+extern "C" {
+#include "kernels/cuda/cuda_rt.h"
+}
+
+extern "C" void *bp_cuda_stream_handle(const bp_cuda *dc) { return (void *)dc->stream; }
+extern "C" int bp_cuda_device_index(const bp_cuda *dc) { return dc->device; }
+
+__global__ void k_accumulate(float *acc, const float *x, int64_t n) {
+  GRID_STRIDE(i, n) acc[i] = __fadd_rn(acc[i], x[i]);
+}
+
+extern "C" int bp_cuda_accumulate(bp_cuda *dc, float *acc, const float *x, int64_t n, bp_err *e) {
+  const bp_node *nd = NULL;
+  if (n <= 0) return 0;
+  k_accumulate<<<bp_cuda_blocks(dc, n), THREADS, 0, dc->stream>>>(acc, x, n);
+  return bp_cuda_after_launch(dc, nd, "k_accumulate", e, __FILE__, __LINE__);
+}

@@ -1,0 +1,130 @@
+/* runtime/device.c — where a rank's arenas live (runtime/rt.h, bp_rt_dev): the choice of device
+ * from --device, and the CPU's implementation of the arena operations. The CPU's are exactly the
+ * loops the runtime always ran (memcpy, acc += g in float, the norm summed in double in order,
+ * frontend/optimizer.c's updates), so a CPU run is bit-identical to the single-process trainer's
+ * arithmetic. The GPU's implementation is device_cuda.c (built with the CUDA toolkit). */
+#include "runtime/rt.h"
+#include "frontend/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(bp_rt *rt, int64_t n, const char *what, bp_err *e) {
+  (void)rt;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 64)) != 0) {
+    bp_errf(e, "out of memory allocating %lld bytes for %s", (long long)n, what);
+    return NULL;
+  }
+  memset(p, 0, (size_t)(n > 0 ? n : 64));
+  return p;
+}
+
+static void cpu_release(bp_rt *rt, void *p) {
+  (void)rt;
+  free(p);
+}
+
+static int cpu_copy(bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e) {
+  (void)rt, (void)what, (void)e;
+  if (n > 0) memmove(dst, src, (size_t)n);
+  return 0;
+}
+
+static int cpu_zero(bp_rt *rt, void *dst, int64_t n, const char *what, bp_err *e) {
+  (void)rt, (void)what, (void)e;
+  if (n > 0) memset(dst, 0, (size_t)n);
+  return 0;
+}
+
+static int cpu_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e) {
+  (void)rt;
+  const bp_node *n = &c->st->nodes[k];
+  /* kernels may accumulate into their outputs: clear them as the CPU executor's calloc does */
+  for (int i = 0; i < n->nout; i++)
+    if (out[i]) memset(out[i]->data, 0, (size_t)c->st->tensors[n->out[i]].nbytes);
+  return n->op->eval(ctx, n, in, n->nin, out, n->nout, e);
+}
+
+static int cpu_finish(bp_rt *rt, rt_chunk *c, bp_err *e) {
+  (void)rt, (void)c, (void)e;
+  return 0;
+}
+
+static int cpu_accumulate(bp_rt *rt, float *acc, const float *x, int64_t n, bp_err *e) {
+  (void)rt, (void)e;
+  for (int64_t k = 0; k < n; k++) acc[k] += x[k];
+  return 0;
+}
+
+static int cpu_sumsq(bp_rt *rt, const float *const *x, const int64_t *n, int count, double *sq, bp_err *e) {
+  (void)rt, (void)e;
+  double s = 0;
+  for (int i = 0; i < count; i++)
+    for (int64_t k = 0; k < n[i]; k++) s += (double)x[i][k] * x[i][k];
+  *sq = s;
+  return 0;
+}
+
+static int cpu_sgd(bp_rt *rt, float *p, const float *g, float *buf, int64_t n, int first, double gscale, bp_err *e) {
+  (void)e;
+  const bp_rt_hparams *hp = &rt->o.hp;
+  bp_sgd_update(p, g, buf, n, first, hp->lr, hp->momentum, hp->weight_decay, gscale);
+  return 0;
+}
+
+static int cpu_adamw(bp_rt *rt, float *p, const float *g, float *m, float *v, int64_t n, int step, double gscale,
+                     bp_err *e) {
+  (void)e;
+  const bp_rt_hparams *hp = &rt->o.hp;
+  bp_adamw_update(p, g, m, v, n, step, hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, gscale);
+  return 0;
+}
+
+static int cpu_sync(bp_rt *rt, const char *what, bp_err *e) {
+  (void)rt, (void)what, (void)e;
+  return 0;
+}
+
+static void cpu_close(bp_rt *rt) { (void)rt; }
+
+const bp_rt_dev bp_rt_dev_cpu = {
+    "cpu",     1,          cpu_alloc,      cpu_release, cpu_copy /* put */, cpu_copy /* get */, cpu_copy, cpu_zero,
+    cpu_eval,  cpu_finish, cpu_accumulate, cpu_sumsq,   cpu_sgd,           cpu_adamw,          cpu_sync, cpu_close,
+};
+
+int bp_rt_device_open(bp_rt *rt, bp_err *e) {
+  rt->dev = &bp_rt_dev_cpu;
+  rt->gpu = NULL;
+  const char *prec = rt->o.precision == 1 ? "tf32" : rt->o.precision == 2 ? "bf16" : "fp32";
+#ifdef BP_RT_CUDA
+  if (rt->o.device != 1) {
+    /* auto: the GPU when one is visible (bp_rt_cuda_open reports none with a 1 for auto) */
+    int rc = bp_rt_cuda_open(rt, e);
+    if (rc < 0) return -1;
+    if (rc == 0) return 0;
+  }
+#else
+  if (rt->o.device == 2)
+    return bp_errf(e, "--device cuda: this program was built without the CUDA backend (no CUDA toolkit when "
+                      "libbitpipe was built); use --device cpu");
+#endif
+  if (rt->o.precision_given && rt->o.precision != 0)
+    return bp_errf(e, "--precision %s needs --device cuda (the CPU computes in fp32)", prec);
+  if (rt->o.transport == 2) return bp_errf(e, "--transport nccl needs --device cuda (NCCL moves GPU buffers)");
+  snprintf(rt->device_desc, sizeof rt->device_desc, "cpu (fp32), transport mpi");
+  return 0;
+}
+
+int bp_rt_device_transport(bp_rt *rt, bp_err *e) {
+#ifdef BP_RT_CUDA
+  if (rt->gpu) return bp_rt_cuda_transport(rt, e);
+#endif
+  (void)e;
+  (void)rt;
+  return 0;
+}
+
+void bp_rt_device_close(bp_rt *rt) {
+  if (rt->dev) rt->dev->close(rt);
+}

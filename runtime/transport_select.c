@@ -1,0 +1,110 @@
+/* runtime/transport_select.c — the transport of a GPU run (collective, at start-up, after every
+ * rank opened its GPU): NCCL when it was built in, every rank has a GPU of its own (the devices'
+ * UUIDs, gathered with MPI_Allgather, are distinct: NCCL refuses two ranks on one GPU with
+ * "Duplicate GPU detected") and the program's messages suit NCCL's in-order matching (below); else
+ * MPI staging through host memory. --transport mpi|nccl forces one; forcing NCCL where it cannot
+ * work is an error naming why. A single rank takes MPI unless NCCL is forced (it has nothing to send).
+ *
+ * NCCL pairs the sends and receives between two ranks in the order each side posts them, while the
+ * runtime names messages by identity (MPI tags). Both orders are known from the program: for every
+ * ordered pair of pipeline ranks, the sender's SEND instructions to the receiver and the receiver's
+ * RECV instructions from the sender must carry the same messages in the same order. */
+#include "runtime/rt.h"
+#include "kernels/cuda/cuda_rt.h"
+
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1 when every pair of ranks posts its messages in the same order on both sides; else 0 with
+ * the first pair that does not in why. */
+static int fifo_order(const bp_program *p, char *why, size_t n) {
+  int most = 0;
+  for (int r = 0; r < p->D; r++) most = p->rank[r].n > most ? p->rank[r].n : most;
+  int *a = malloc(sizeof(int) * (size_t)(most + 1)), *b = malloc(sizeof(int) * (size_t)(most + 1));
+  int ok = a && b;
+  if (!ok) snprintf(why, n, "out of memory checking the message order");
+  for (int s = 0; ok && s < p->D; s++)
+    for (int d = 0; ok && d < p->D; d++) {
+      if (s == d) continue;
+      int na = 0, nb = 0;
+      for (int i = 0; i < p->rank[s].n; i++) {
+        const bp_instr *x = &p->rank[s].code[i];
+        if ((x->op == BP_OP_SEND_ACT || x->op == BP_OP_SEND_GRAD) && x->peer == d) a[na++] = bp_program_msg_key(p, s, x, NULL);
+      }
+      for (int i = 0; i < p->rank[d].n; i++) {
+        const bp_instr *x = &p->rank[d].code[i];
+        if ((x->op == BP_OP_RECV_ACT || x->op == BP_OP_RECV_GRAD) && x->peer == s) b[nb++] = bp_program_msg_key(p, d, x, NULL);
+      }
+      if (na != nb || memcmp(a, b, sizeof(int) * (size_t)na) != 0) {
+        snprintf(why, n, "rank %d sends its messages to rank %d in another order than rank %d receives them", s, d, d);
+        ok = 0;
+      }
+    }
+  free(a);
+  free(b);
+  return ok;
+}
+
+int bp_rt_cuda_transport(bp_rt *rt, bp_err *e) {
+  void *stream = NULL;
+  int device = 0;
+  {
+    bp_cuda *dc = bp_rt_cuda_context(rt); /* this rank's, made by device_cuda.c */
+    stream = bp_cuda_stream_handle(dc);
+    device = bp_cuda_device_index(dc);
+  }
+  struct cudaDeviceProp prop;
+  cudaError_t crc = cudaGetDeviceProperties(&prop, device);
+  if (crc != cudaSuccess) return bp_errf(e, "rank %d: cudaGetDeviceProperties(GPU %d) failed: %s", rt->wrank, device, cudaGetErrorString(crc));
+  unsigned char *uuid = malloc(16 * (size_t)rt->W);
+  if (!uuid) return bp_errf(e, "rank %d: out of memory", rt->wrank);
+  int mrc = MPI_Allgather(prop.uuid.bytes, 16, MPI_BYTE, uuid, 16, MPI_BYTE, MPI_COMM_WORLD);
+  if (mrc != MPI_SUCCESS) {
+    free(uuid);
+    return bp_errf(e, "rank %d: MPI_Allgather of the GPUs' UUIDs failed (error %d)", rt->wrank, mrc);
+  }
+  int dup_a = -1, dup_b = -1;
+  for (int i = 0; i < rt->W && dup_a < 0; i++)
+    for (int j = i + 1; j < rt->W && dup_a < 0; j++)
+      if (!memcmp(uuid + 16 * i, uuid + 16 * j, 16)) dup_a = i, dup_b = j;
+  int distinct_gpus = 0;
+  for (int i = 0; i < rt->W; i++) {
+    int first = 1;
+    for (int j = 0; j < i && first; j++) first = memcmp(uuid + 16 * i, uuid + 16 * j, 16) != 0;
+    distinct_gpus += first;
+  }
+  free(uuid);
+  char why[256] = "";
+  int fifo = fifo_order(rt->prog, why, sizeof why);
+#ifdef BP_RT_NCCL
+  int built = 1;
+#else
+  int built = 0;
+#endif
+  int nccl;
+  if (rt->o.transport == 2) {
+    if (!built)
+      return bp_errf(e, "--transport nccl: this program was built without NCCL (no nccl.h / libnccl when libbitpipe "
+                        "was built); use --transport mpi");
+    if (dup_a >= 0)
+      return bp_errf(e, "--transport nccl: ranks %d and %d share one GPU (NCCL refuses that: \"Duplicate GPU "
+                        "detected\"); give every rank its own GPU or use --transport mpi", dup_a, dup_b);
+    if (!fifo) return bp_errf(e, "--transport nccl: %s, and NCCL matches messages in posting order; use --transport mpi", why);
+    nccl = 1;
+  } else
+    nccl = rt->o.transport == 0 && built && dup_a < 0 && fifo && rt->W > 1;
+  char err[512];
+  int rc = nccl ? bp_tp_nccl_wrap(rt->tp, stream, err, sizeof err) : bp_tp_staged_wrap(rt->tp, stream, err, sizeof err);
+  if (rc < 0) return bp_errf(e, "rank %d: setting up the %s transport: %s", rt->wrank, nccl ? "NCCL" : "MPI", err);
+  size_t len = strlen(rt->device_desc);
+  if (nccl)
+    snprintf(rt->device_desc + len, sizeof rt->device_desc - len, "; transport nccl (%d ranks on %d GPUs)", rt->W,
+             distinct_gpus);
+  else
+    snprintf(rt->device_desc + len, sizeof rt->device_desc - len, "; transport mpi staged through host memory (%d ranks on %d GPU%s%s%s)",
+             rt->W, distinct_gpus, distinct_gpus > 1 ? "s" : "", rt->o.transport == 1 ? ", --transport mpi" : "",
+             rt->o.transport == 0 && built && dup_a < 0 && !fifo ? ", messages not in NCCL's order" : "");
+  return 0;
+}
