@@ -127,6 +127,7 @@ typedef struct bp_ilp_info {
   double seconds;
   int rows, cols, timed_out;
   int fixed;         /* cut variables fixed before branching (bounds from the incumbent) */
+  int binaries;      /* cut variables left to GLPK */
   double incumbent;  /* the heuristic incumbent's proxy given to GLPK (0: none) */
 } bp_ilp_info;
 typedef struct bp_ilp_opts {

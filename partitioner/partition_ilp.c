@@ -193,7 +193,7 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
       else if (l >= hi[s + 1]) m.val[i] = 0;
       else m.col[i] = ++nc;
     }
-  info->fixed = nu - nc;
+  info->fixed = nu - nc, info->binaries = nc;
   int colT = ++nc, colM = ++nc;
   /* tied pairs: the stages each layer can be in, and the (s, t) with a cost */
   int nz = 0;

@@ -342,6 +342,11 @@ int bp_cmd_partition(int argc, char **argv) {
     rc = 0;
     goto done;
   }
+  /* times in ms, or in us when the whole step is under a millisecond (the tiny committed models) */
+  double tsc = 1e3, tmax = 0;
+  const char *tu = "ms";
+  for (int c = 0; c < ncand; c++) tmax = fmax(tmax, fmax(cs[c].ev.step_time, cs[c].ev.proxy));
+  if (tmax < 1e-3) tsc = 1e6, tu = "us";
   printf("model     %s (%s)\n", synthetic ? synthetic : model, shapes);
   if (!synthetic)
     printf("layers    %d found at cut points crossed by <= %.0f bytes (fp32): ", lc.n, ml.threshold);
@@ -362,20 +367,20 @@ int bp_cmd_partition(int argc, char **argv) {
   if (mem_cap > 0) printf("%.2f GiB per rank%s\n", mem_cap / GIB, mem_cap == lc.mem_bytes ? " (the device's)" : "");
   else printf("none\n");
   if (report) {
-    printf("\n  #  layer            fwd ms    bwd ms   params MiB  +grad+opt MiB  stash MiB/mb  out KiB/mb\n");
+    printf("\n  #  layer            fwd %s    bwd %s   params MiB  +grad+opt MiB  stash MiB/mb  out KiB/mb\n", tu, tu);
     for (int l = 0; l < lc.n; l++) {
       const bp_lcost *x = &lc.l[l];
-      printf("%3d  %-14s %8.3f  %8.3f  %11.2f  %13.2f  %12.2f  %10.1f\n", l, x->name, x->fwd * 1e3, x->bwd * 1e3,
+      printf("%3d  %-14s %8.3f  %8.3f  %11.2f  %13.2f  %12.2f  %10.1f\n", l, x->name, x->fwd * tsc, x->bwd * tsc,
              x->param_bytes / 1048576.0, x->state_bytes / 1048576.0, x->act_bytes / 1048576.0, x->out_bytes / 1024.0);
     }
   }
   if (have_ilp) {
-    printf("\nGLPK      glp_intopt %s in %.3f s (%d rows, %d columns): proxy %.4f ms, bound %.4f ms, gap %.2g%%\n",
-           ii.timed_out ? "stopped at the time limit" : "optimal", ii.seconds, ii.rows, ii.cols, ii.obj * 1e3,
-           ii.bound * 1e3, ii.gap * 100);
+    printf("\nGLPK      glp_intopt %s in %.3f s (%d rows, %d columns): proxy %.4f %s, bound %.4f %s, gap %.2g%%\n",
+           ii.timed_out ? "stopped at the time limit" : "optimal", ii.seconds, ii.rows, ii.cols, ii.obj * tsc, tu,
+           ii.bound * tsc, tu, ii.gap * 100);
     if (ii.incumbent > 0)
-      printf("          (incumbent %.4f ms from the heuristic; its bounds fixed %d of %d cut variables)\n",
-             ii.incumbent * 1e3, ii.fixed, ii.fixed + ii.cols - 2);
+      printf("          (incumbent %.4f %s from the heuristic; its bounds fixed %d of %d cut variables)\n",
+             ii.incumbent * tsc, tu, ii.fixed, ii.fixed + ii.binaries);
   }
   printf("\nstep time: simulated (bitpipe simulator, one cost row per chunk%s)%s; proxy: the solver's objective;\n"
          "load: compute per iteration per rank; memory: weights + grads + AdamW state + peak stash, per rank\n\n",
@@ -385,14 +390,17 @@ int bp_cmd_partition(int argc, char **argv) {
   const char *un = "GiB";
   for (int c = 0; c < ncand; c++) top = fmax(top, cs[c].ev.peak_mem);
   if (top < GIB) unit = 1048576.0, un = "MiB";
-  printf("%-9s %11s %7s %10s %12s %9s %s  %s\n", "candidate", "step ms", "bubble", "proxy ms", "max load ms",
+  char h1[16], h2[16], h3[16];
+  snprintf(h1, sizeof h1, "step %s", tu), snprintf(h2, sizeof h2, "proxy %s", tu);
+  snprintf(h3, sizeof h3, "max load %s", tu);
+  printf("%-9s %11s %7s %10s %12s %9s %s  %s\n", "candidate", h1, "bubble", h2, h3,
          "peak mem", un, "layers per chunk (pipeline order)");
   for (int c = 0; c < ncand; c++) {
     cand *x = &cs[c];
     double mx = 0;
     for (int r = 0; r < D; r++) mx = fmax(mx, x->ev.load[r]);
-    printf("%-9s %11.3f %7.4f %10.3f %12.3f %12.3f%s %s\n", x->name, x->ev.step_time * 1e3, x->ev.bubble_mean,
-           x->ev.proxy * 1e3, mx * 1e3, x->ev.peak_mem / unit, x->ev.feasible ? " " : "!",
+    printf("%-9s %11.3f %7.4f %10.3f %12.3f %12.3f%s %s\n", x->name, x->ev.step_time * tsc, x->ev.bubble_mean,
+           x->ev.proxy * tsc, mx * tsc, x->ev.peak_mem / unit, x->ev.feasible ? " " : "!",
            bp_part_format(x->first, S, buf, sizeof buf));
   }
   for (int c = 0; c < ncand; c++) {
@@ -400,11 +408,11 @@ int bp_cmd_partition(int argc, char **argv) {
     if (!x->ev.feasible)
       printf("  '!' %s exceeds the memory cap on some rank\n", x->name);
   }
-  printf("\nper rank: load ms / memory %s\n", un);
+  printf("\nper rank: load %s / memory %s\n", tu, un);
   for (int c = 0; c < ncand; c++) {
     cand *x = &cs[c];
     printf("%-9s", x->name);
-    for (int r = 0; r < D; r++) printf(" r%d %.2f/%.2f", r, x->ev.load[r] * 1e3, x->ev.mem[r] / unit);
+    for (int r = 0; r < D; r++) printf(" r%d %.2f/%.2f", r, x->ev.load[r] * tsc, x->ev.mem[r] / unit);
     printf("\n");
   }
   if (report) {
