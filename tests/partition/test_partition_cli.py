@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -259,6 +260,7 @@ def main():
                  r"unknown --device-model 'tpu'", "unknown device model")
     expect_error(bitpipec, [gpt2, "-D", "2", "-N", "4", "--schedule", "1f1b", "--device-model", "h100"],
                  r"sequence.*--bind sequence=N", "unbound dimension")
+    shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
