@@ -19,13 +19,16 @@
 #   --warm W           bitpipe warm-up steps (default 2)
 #   --no-torch         skip PyTorch
 #   --profile          one more bitpipe bf16 run with BP_CUDA_PROFILE=1 (per-op GPU times)
-#   --test             run scripts/gpu-test.sh first (build + op check + training + memcheck)
+#   --no-folds-row     skip the extra bitpipe bf16 row with BP_CUDA_FOLD=0 (the executor's folds of
+#                      Transpose/scalar Mul into MatMul and the bf16 operand cache off)
+#   --test             run scripts/gpu-test.sh --quick first (build + op check + training + memcheck,
+#                      the compiled pipeline on the bitpipe and 1f1b schedules)
 #   --build DIR        build directory (default build-bench-gpu)
 # Logs go to $OUT (the device tool's folder; else /tmp/gpt2-bench): run.log (everything) and
 # logs.tar.gz (each step's log). The ~500 MB export stays in /tmp/gpt2_124m on that machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-batch=16 precs="bf16" steps=6 warm=2 torch=1 profile=0 test=0 dir=build-bench-gpu
+batch=16 precs="bf16" steps=6 warm=2 torch=1 profile=0 test=0 dir=build-bench-gpu foldrow=1
 while [ $# -gt 0 ]; do
   case $1 in
   --batch) batch=$2; shift ;;
@@ -34,9 +37,10 @@ while [ $# -gt 0 ]; do
   --warm) warm=$2; shift ;;
   --no-torch) torch=0 ;;
   --profile) profile=1 ;;
+  --no-folds-row) foldrow=0 ;;
   --test) test=1 ;;
   --build) dir=$2; shift ;;
-  -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
   *) echo "run.sh: unknown option '$1' (see --help)"; exit 2 ;;
   esac
   shift
@@ -54,11 +58,17 @@ echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.m
 # ---- build (gpu-test.sh builds bitpipec with the tests; otherwise bitpipec alone) ----
 t0=$(now)
 if [ $test = 1 ]; then
-  OUT=$logs/gpu-test bash scripts/gpu-test.sh "$dir" >"$logs/gpu-test.out" 2>&1
+  OUT=$logs/gpu-test bash scripts/gpu-test.sh "$dir" --quick >"$logs/gpu-test.out" 2>&1
   trc=$?
   echo "== gpu-test.sh: exit $trc, $(secs "$t0") s"
   sed -n '/^#### op check/,$p' "$logs/gpu-test.out" | grep -vE "^\| (Reshape|Mul|Add|Transpose)" | tail -60
   [ $trc = 3 ] && { echo "build failed"; tar -C $logs -czf "$out/logs.tar.gz" .; exit 3; }
+  if [ $trc != 0 ]; then # which part failed: again with the executor's folds off
+    t0=$(now)
+    BP_CUDA_FOLD=0 OUT=$logs/gpu-test-nofold bash scripts/gpu-test.sh "$dir" --prebuilt --quick >"$logs/gpu-test-nofold.out" 2>&1
+    echo "== gpu-test.sh with BP_CUDA_FOLD=0: exit $?, $(secs "$t0") s"
+    grep -E "failed|FAIL|gpu-test:" "$logs/gpu-test-nofold.out" | head -20
+  fi
 else
   if [ -d .carry/debs ] && ! command -v protoc-c >/dev/null 2>&1; then
     P=/tmp/deps; mkdir -p $P
@@ -97,7 +107,7 @@ nflop=$((nparams - T * D)) # without wpe
 results=() # "system|precision|batch|ms|extra"
 # bitpipe_run PREC B [env...]: runs bitpipec train, prints the mean step time of the timed steps
 bitpipe_run() {
-  local p=$1 b=$2 log=$logs/bitpipe_$1_b$2${3:+_profile}.log
+  local p=$1 b=$2 log=$logs/bitpipe_$1_b$2${3:+_${3%%=*}}.log
   shift 2
   local t0; t0=$(now)
   env "$@" timeout 300 $bp train $exp/train.onnx --input input_ids=$exp/${b}x$T.input_ids.npy \
@@ -129,11 +139,16 @@ for p in $precs; do
   done
   first=0
 done
+if [ $foldrow = 1 ]; then
+  if ms=$(bitpipe_run bf16 $batch BP_CUDA_FOLD=0); then
+    results+=("bitpipe, folds off (BP_CUDA_FOLD=0)|bf16|$batch|$ms")
+  fi
+fi
 if [ $profile = 1 ]; then
   steps_save=$steps; steps=4
   bitpipe_run bf16 $batch BP_CUDA_PROFILE=1 >/dev/null
   steps=$steps_save
-  grep "^profile" $logs/bitpipe_bf16_b${batch}_profile.log | head -70
+  grep "^profile" $logs/bitpipe_bf16_b${batch}_BP_CUDA_PROFILE.log | head -70
 fi
 
 # ---- PyTorch ----

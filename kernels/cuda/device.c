@@ -72,6 +72,7 @@ bp_cuda *bp_cuda_new(int device, bp_precision prec, bp_err *e) {
   }
   dc->device = device;
   dc->prec = prec;
+  dc->mm_alpha = 1.0f;
   const char *s = getenv("BP_CUDA_SYNC");
   dc->sync_each = s && *s && strcmp(s, "0") != 0;
   struct cudaDeviceProp prop;
@@ -120,6 +121,8 @@ void bp_cuda_free(bp_cuda *dc) {
   if (!dc) return;
   bp_cuda_scratch_clear(dc);
   if (dc->stream) cudaStreamSynchronize(dc->stream);
+  bp_cuda_bf16_clear(dc);
+  free(dc->bf16_cache);
   bp_cuda_gemm_cache_free(dc);
   if (dc->lt) cublasLtDestroy(dc->lt);
   cudaFree(dc->workspace);

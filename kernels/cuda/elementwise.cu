@@ -200,6 +200,43 @@ __global__ void k_binary_bcast(int op, bp_walk w, const float *a, const float *b
     o[i] = (OT)binary_f(op, a[off[0]], b[off[1]]);
   }
 }
+/* Broadcasting, four elements per thread: the innermost dim (a multiple of 4) is contiguous or
+ * broadcast (stride 0) in each input, and every other stride a multiple of 4, so that the walk
+ * runs once per four elements and the loads/stores are 16 bytes (4 for a broadcast input). */
+__device__ inline float4 load4(const float *p, int64_t off, int contiguous) {
+  if (contiguous) return *(const float4 *)(p + off);
+  float v = p[off];
+  return make_float4(v, v, v, v);
+}
+__global__ void k_binary_bcast4(int op, bp_walk w, const float *a, const float *b, float *o, int ca, int cb,
+                                int64_t count4) {
+  GRID_STRIDE(i, count4) {
+    int64_t off[2];
+    walk_offsets<2>(w, 4 * i, off);
+    float4 x = load4(a, off[0], ca), y = load4(b, off[1], cb), r;
+    r.x = binary_f(op, x.x, y.x);
+    r.y = binary_f(op, x.y, y.y);
+    r.z = binary_f(op, x.z, y.z);
+    r.w = binary_f(op, x.w, y.w);
+    ((float4 *)o)[i] = r;
+  }
+}
+
+/* Whether k_binary_bcast4 can take walk w (inputs a, b; float output o). */
+static int bcast4_ok(const bp_walk *w, const void *a, const void *b, const void *o) {
+  int r = w->rank;
+  if (w->dims[r - 1] % 4 || ((uintptr_t)o & 15)) return 0;
+  const void *p[2] = {a, b};
+  for (int k = 0; k < 2; k++) {
+    int64_t in = w->st[k][r - 1];
+    if (in != 0 && in != 1) return 0;
+    if (in == 1 && ((uintptr_t)p[k] & 15)) return 0;
+    for (int d = 0; in == 1 && d < r - 1; d++)
+      if (w->st[k][d] % 4) return 0;
+  }
+  return 1;
+}
+
 __global__ void k_binary_bool(int op, bp_walk w, const uint8_t *a, const uint8_t *b, uint8_t *o, int64_t count) {
   GRID_STRIDE(i, count) {
     int64_t off[2];
@@ -251,6 +288,13 @@ static int binary_apply(bp_cuda *dc, const bp_node *n, ew_binop op, const bp_val
   }
   bp_walk w;
   bp_walk_bcast(&w, o, ins, 2);
+  if (!cmp && bcast4_ok(&w, pa, pb, o->data)) {
+    int64_t c4 = count / 4;
+    k_binary_bcast4<<<bp_cuda_blocks(dc, c4), THREADS, 0, dc->stream>>>(op, w, pa, pb, (float *)o->data,
+                                                                         w.st[0][w.rank - 1] == 1, w.st[1][w.rank - 1] == 1, c4);
+    BP_LAUNCHED(dc, "k_binary_bcast4");
+    return 0;
+  }
   if (cmp) k_binary_bcast<uint8_t><<<blocks, THREADS, 0, dc->stream>>>(op, w, pa, pb, (uint8_t *)o->data, count);
   else k_binary_bcast<float><<<blocks, THREADS, 0, dc->stream>>>(op, w, pa, pb, (float *)o->data, count);
   BP_LAUNCHED(dc, "k_binary_bcast");

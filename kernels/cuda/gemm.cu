@@ -217,6 +217,59 @@ fail:
 }
 #undef LTG
 
+/* ---- bf16 copies kept during an executor run (see internal.h) ---- */
+struct bp_bf16_entry {
+  const float *src;
+  int64_t count;
+  uint16_t *copy;
+};
+#define BF16_CACHE_BYTES ((size_t)8 << 30) /* at most this much device memory in cached copies */
+
+static uint16_t *bf16_find(bp_cuda *dc, const float *src, int64_t count) {
+  for (int i = 0; i < dc->nbf16; i++)
+    if (dc->bf16_cache[i].src == src && dc->bf16_cache[i].count >= count) return dc->bf16_cache[i].copy;
+  return NULL;
+}
+
+/* Keeps `copy` as the bf16 copy of src[0..count): 1 kept (the cache owns it now), 0 not kept. */
+static int bf16_keep(bp_cuda *dc, const float *src, int64_t count, uint16_t *copy) {
+  size_t bytes = sizeof(uint16_t) * (size_t)count;
+  if (!dc->bf16_cache_on || dc->bf16_bytes + bytes > BF16_CACHE_BYTES) return 0;
+  if (dc->nbf16 == dc->capbf16) {
+    int cap = dc->capbf16 ? 2 * dc->capbf16 : 64;
+    struct bp_bf16_entry *v = (struct bp_bf16_entry *)realloc(dc->bf16_cache, sizeof *v * (size_t)cap);
+    if (!v) return 0;
+    dc->bf16_cache = v;
+    dc->capbf16 = cap;
+  }
+  dc->bf16_cache[dc->nbf16].src = src;
+  dc->bf16_cache[dc->nbf16].count = count;
+  dc->bf16_cache[dc->nbf16].copy = copy;
+  dc->nbf16++;
+  dc->bf16_bytes += bytes;
+  return 1;
+}
+
+extern "C" void bp_cuda_bf16_forget(bp_cuda *dc, const void *p, size_t bytes) {
+  const char *lo = (const char *)p, *hi = lo + bytes;
+  for (int i = 0; i < dc->nbf16;) {
+    const char *s = (const char *)dc->bf16_cache[i].src;
+    if (s >= lo && s < hi) {
+      bp_cuda_release(dc, dc->bf16_cache[i].copy);
+      dc->bf16_bytes -= sizeof(uint16_t) * (size_t)dc->bf16_cache[i].count;
+      dc->bf16_cache[i] = dc->bf16_cache[--dc->nbf16];
+    } else {
+      i++;
+    }
+  }
+}
+
+extern "C" void bp_cuda_bf16_clear(bp_cuda *dc) {
+  for (int i = 0; i < dc->nbf16; i++) bp_cuda_release(dc, dc->bf16_cache[i].copy);
+  dc->nbf16 = 0;
+  dc->bf16_bytes = 0;
+}
+
 /* Elements converted to bfloat16 four at a time when both pointers allow 16/8-byte accesses. */
 static int to_bf16(bp_cuda *dc, const bp_node *n, const float *x, uint16_t *y, int64_t count, bp_err *e) {
   if (count % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)y & 7) == 0) {
@@ -241,15 +294,32 @@ static int lt_matmul_bias(bp_cuda *dc, const bp_node *n, const gemm_args *g, con
     return bp_errf(e, "node '%s' (%s): matrix dimensions exceed cuBLASLt's int range", n->name, n->op_type);
   if (dc->prec == BP_PREC_BF16) {
     int64_t ea = extent(arows, acols, g->lda, g->batch, g->sA), eb = extent(brows, bcols, g->ldb, g->batch, g->sB);
-    tA = (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)ea, "bf16 copy of A", e);
-    tB = tA ? (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)eb, "bf16 copy of B", e) : NULL;
-    if (!tA || !tB) {
-      rc = bp_err_prefix_node(e, n);
-      goto done;
+    const uint16_t *cA = dc->bf16_cache_on ? bf16_find(dc, g->A, ea) : NULL;
+    const uint16_t *cB = dc->bf16_cache_on ? bf16_find(dc, g->B, eb) : NULL;
+    if (!cA) {
+      if (!(tA = (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)ea, "bf16 copy of A", e))) {
+        rc = bp_err_prefix_node(e, n);
+        goto done;
+      }
+      if ((rc = to_bf16(dc, n, g->A, tA, ea, e))) goto done;
+      cA = tA;
+      if (bf16_keep(dc, g->A, ea, tA)) tA = NULL; /* the cache owns it */
     }
-    if ((rc = to_bf16(dc, n, g->A, tA, ea, e)) || (rc = to_bf16(dc, n, g->B, tB, eb, e))) goto done;
-    A = tA;
-    B = tB;
+    if (!cB) {
+      if (g->B == g->A && eb <= ea) {
+        cB = cA; /* one operand twice (x^T x) */
+      } else {
+        if (!(tB = (uint16_t *)bp_cuda_alloc(dc, sizeof(uint16_t) * (size_t)eb, "bf16 copy of B", e))) {
+          rc = bp_err_prefix_node(e, n);
+          goto done;
+        }
+        if ((rc = to_bf16(dc, n, g->B, tB, eb, e))) goto done;
+        cB = tB;
+        if (bf16_keep(dc, g->B, eb, tB)) tB = NULL;
+      }
+    }
+    A = cA;
+    B = cB;
   }
   {
     gemm_key k;
@@ -315,11 +385,40 @@ static int lt_matmul(bp_cuda *dc, const bp_node *n, const gemm_args *g, bp_err *
   return lt_matmul_bias(dc, n, g, NULL, e);
 }
 
+/* MatMul with an input the executor passes stored transposed (dc->mm_trans[k]: the value has the
+ * input's logical shape [..., M, K] but its data hold the transpose, [..., K, M], as the folded
+ * Transpose's input did): both operands hold every batch entry (the executor folds transposes
+ * only then), so one strided batched GEMM with the transpose flags set (and alpha, dc->mm_alpha). */
+static int matmul_folded(bp_cuda *dc, const bp_node *n, const bp_value *a, const bp_value *b, bp_value *y, bp_err *e) {
+  int ta = dc->mm_trans[0], tb = dc->mm_trans[1];
+  if ((ta && a->rank < 2) || (tb && b->rank < 2))
+    return bp_errf(e, "node '%s' (%s): internal: a transposed input of rank < 2", n->name, n->op_type);
+  bp_matmul_dims d;
+  if (bp_matmul_shape(n, a, b, &d, NULL, e)) return -1;
+  if (d.batch == 0 || d.m * d.n == 0) return 0;
+  if (d.k == 0) {
+    BP_CU(cudaMemsetAsync(y->data, 0, bp_value_bytes(y), dc->stream));
+    return 0;
+  }
+  int64_t a_mats = 1, b_mats = 1;
+  for (int i = 0; i < d.brank; i++) {
+    if (d.astride[i]) a_mats *= d.bdims[i];
+    if (d.bstride[i]) b_mats *= d.bdims[i];
+  }
+  if (a_mats != d.batch || b_mats != d.batch)
+    return bp_errf(e, "node '%s' (%s): internal: folded inputs with broadcast batches", n->name, n->op_type);
+  /* stored A: [M, K] rows of K, or (ta) [K, M] rows of M; likewise B */
+  gemm_args g = {ta, tb, d.m, d.n, d.k, (const float *)a->data, ta ? d.m : d.k, d.m * d.k, (const float *)b->data,
+                 tb ? d.k : d.n, d.k * d.n, (float *)y->data, d.n, d.m * d.n, d.batch, dc->mm_alpha, 0.0f};
+  return lt_matmul(dc, n, &g, e);
+}
+
 BP_CUDA_EVAL(bp_cuda_eval_matmul) {
   BP_CUDA_DC(dc);
   const bp_value *a = in[0], *b = in[1];
   bp_value *y = out[0];
   if (a->dtype != BP_F32 || b->dtype != BP_F32 || y->dtype != BP_F32) return bp_cuda_eval_host(ctx, n, in, nin, out, nout, e);
+  if (dc->mm_trans[0] || dc->mm_trans[1]) return matmul_folded(dc, n, a, b, y, e);
   bp_matmul_dims d;
   if (bp_matmul_shape(n, a, b, &d, NULL, e)) return -1;
   if (d.batch == 0 || d.m * d.n == 0) return 0;
@@ -334,7 +433,7 @@ BP_CUDA_EVAL(bp_cuda_eval_matmul) {
   }
   int64_t mn = d.m * d.n, mk = d.m * d.k, kn = d.k * d.n;
   gemm_args g = {0, 0, d.m, d.n, d.k, (const float *)a->data, d.k, mk, (const float *)b->data, d.n, kn,
-                 (float *)y->data, d.n, mn, 1, 1.0f, 0.0f};
+                 (float *)y->data, d.n, mn, 1, dc->mm_alpha, 0.0f}; /* alpha: folded scalar Muls (exec.c) */
   if (b_mats == 1 && a_mats == d.batch && d.batch * d.m <= INT32_MAX) {
     g.M = d.batch * d.m; /* B shared by every batch entry and A contiguous: one GEMM */
     return lt_matmul(dc, n, &g, e);

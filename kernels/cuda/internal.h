@@ -39,10 +39,27 @@ struct bp_cuda {
   void *scratch[8];
   int nscratch;
   struct bp_gemm_cache *gemm_cache; /* GEMM plans (kernels/cuda/gemm.cu), made on first use */
+  /* Set by the executor around one MatMul node whose inputs it folded (kernels/cuda/exec.c):
+   * the product is scaled by mm_alpha, and input k is stored transposed (last two dims swapped)
+   * when mm_trans[k]. Outside such a node: 1 and 0 (what a direct kernel call sees). */
+  float mm_alpha;
+  int mm_trans[2];
+  /* bf16 copies of GEMM operands kept for the rest of one executor run (bf16 precision): an
+   * operand used by several GEMMs (attention's P forward and backward, dS twice, the logits'
+   * gradient twice) is converted once. On only while the executor runs (it invalidates an entry
+   * when it releases the buffer, and clears all at the end of the run). */
+  int bf16_cache_on;
+  struct bp_bf16_entry *bf16_cache;
+  int nbf16, capbf16;
+  size_t bf16_bytes;
 };
 
 /* Destroys the cached GEMM plans (bp_cuda_free). */
 void bp_cuda_gemm_cache_free(bp_cuda *dc);
+/* The bf16 operand cache (kernels/cuda/gemm.cu): forget copies of data inside [p, p + bytes) (the
+ * buffer is being released); clear releases every copy. */
+void bp_cuda_bf16_forget(bp_cuda *dc, const void *p, size_t bytes);
+void bp_cuda_bf16_clear(bp_cuda *dc);
 
 /* Formats the error of a failed call and returns -1. `n` may be NULL (then `what` names the context). */
 int bp_cuda_fail(bp_err *e, const bp_node *n, const char *what, const char *call, const char *reason,

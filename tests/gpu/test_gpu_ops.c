@@ -320,6 +320,10 @@ static void random_cases(void) {
     y = RF(div ? 0.5 : pw ? -2 : -3, div ? 2 : 2.5, 5, 1);
     RUN(nd(NULL, bin[i], 1, 2, x, y), bin[i]);
   }
+  rc_begin(); /* broadcasting four elements per thread (kernels/cuda/elementwise.cu): contiguous and broadcast inner dims */
+  RUN(nd(NULL, "Sub", 1, 2, RF(-3, 3, 6, 8), RF(-3, 3, 6, 1)), "Sub [6,8] - [6,1]");
+  rc_begin();
+  RUN(nd(NULL, "Mul", 1, 2, RF(-3, 3, 3, 5, 8), RF(-3, 3, 5, 8)), "Mul [3,5,8] * [5,8]");
   rc_begin();
   RUN(nd(NULL, "Pow", 1, 2, RF(-3, 3, 7, 9), scalar_f32(2.0)), "Pow x^2");
   rc_begin();
