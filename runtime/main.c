@@ -1,7 +1,7 @@
 /* runtime/main.c — bp_rt_main, the whole of ./train: the command line, start-up (MPI, plan
- * check, memory, weights, data, resume, groups), the step loop with its log line, checkpoints, and
- * the closing summary (measured step time and bubble per rank next to the plan's prediction,
- * planned vs allocated memory), trace and --save-onnx.
+ * check, device and transport, memory, weights, data, resume, groups), the step loop with its log
+ * line, checkpoints, and the closing summary (measured step time and bubble per rank next to the
+ * plan's prediction, planned vs allocated memory), trace and --save-onnx.
  *
  * Errors. Start-up errors are agreed on by all ranks (one all-reduce per phase), so a bad file
  * gives one line from the lowest rank that found it and every rank exits 1. An error in the

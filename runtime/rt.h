@@ -196,6 +196,10 @@ void *bp_rt_cuda_context(bp_rt *rt);           /* device_cuda.c: the rank's bp_c
 int bp_rt_cuda_transport(bp_rt *rt, bp_err *e); /* transport_select.c */
 #endif
 
+/* msgorder.c: 1 when every pair of ranks posts its messages in the same order on both sides (what
+ * NCCL's in-order matching needs), 0 when not (why names the first pair), -1 out of memory. */
+int bp_rt_p2p_in_order(const bp_program *p, char *why, size_t n);
+
 /* memplan.c */
 int bp_rt_local_peer_chunk(const bp_program *p, int r, int c, int dir);
 

@@ -4,48 +4,15 @@
  * "Duplicate GPU detected") and the program's messages suit NCCL's in-order matching (below); else
  * MPI staging through host memory. --transport mpi|nccl forces one; forcing NCCL where it cannot
  * work is an error naming why. A single rank takes MPI unless NCCL is forced (it has nothing to send).
- *
- * NCCL pairs the sends and receives between two ranks in the order each side posts them, while the
- * runtime names messages by identity (MPI tags). Both orders are known from the program: for every
- * ordered pair of pipeline ranks, the sender's SEND instructions to the receiver and the receiver's
- * RECV instructions from the sender must carry the same messages in the same order. */
+ * The message order NCCL needs is checked on the program by msgorder.c. */
 #include "runtime/rt.h"
 #include "kernels/cuda/cuda_rt.h"
 
 #include <cuda_runtime_api.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* 1 when every pair of ranks posts its messages in the same order on both sides; else 0 with
- * the first pair that does not in why. */
-static int fifo_order(const bp_program *p, char *why, size_t n) {
-  int most = 0;
-  for (int r = 0; r < p->D; r++) most = p->rank[r].n > most ? p->rank[r].n : most;
-  int *a = malloc(sizeof(int) * (size_t)(most + 1)), *b = malloc(sizeof(int) * (size_t)(most + 1));
-  int ok = a && b;
-  if (!ok) snprintf(why, n, "out of memory checking the message order");
-  for (int s = 0; ok && s < p->D; s++)
-    for (int d = 0; ok && d < p->D; d++) {
-      if (s == d) continue;
-      int na = 0, nb = 0;
-      for (int i = 0; i < p->rank[s].n; i++) {
-        const bp_instr *x = &p->rank[s].code[i];
-        if ((x->op == BP_OP_SEND_ACT || x->op == BP_OP_SEND_GRAD) && x->peer == d) a[na++] = bp_program_msg_key(p, s, x, NULL);
-      }
-      for (int i = 0; i < p->rank[d].n; i++) {
-        const bp_instr *x = &p->rank[d].code[i];
-        if ((x->op == BP_OP_RECV_ACT || x->op == BP_OP_RECV_GRAD) && x->peer == s) b[nb++] = bp_program_msg_key(p, d, x, NULL);
-      }
-      if (na != nb || memcmp(a, b, sizeof(int) * (size_t)na) != 0) {
-        snprintf(why, n, "rank %d sends its messages to rank %d in another order than rank %d receives them", s, d, d);
-        ok = 0;
-      }
-    }
-  free(a);
-  free(b);
-  return ok;
-}
 
 int bp_rt_cuda_transport(bp_rt *rt, bp_err *e) {
   void *stream = NULL;
@@ -77,7 +44,8 @@ int bp_rt_cuda_transport(bp_rt *rt, bp_err *e) {
   }
   free(uuid);
   char why[256] = "";
-  int fifo = fifo_order(rt->prog, why, sizeof why);
+  int fifo = bp_rt_p2p_in_order(rt->prog, why, sizeof why);
+  if (fifo < 0) return bp_errf(e, "rank %d: %s", rt->wrank, why);
 #ifdef BP_RT_NCCL
   int built = 1;
 #else
