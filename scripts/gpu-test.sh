@@ -7,7 +7,8 @@
 #      the whole op check (every kernel on every layout it tries)
 #   4. `bitpipec train --device cuda` through the command line in each precision, next to the CPU
 #   5. tests/gpu/test_pipeline_gpu.py matrix: the compiled pipeline (`mpirun -np 4 ./train --device
-#      cuda`, the transports) against ./train --device cpu and bitpipec train, every schedule
+#      cuda`, the transports, memcheck on one step) against ./train --device cpu and bitpipec train,
+#      every schedule; before it test_pipeline_gpu_order (which programs NCCL can carry)
 # --only-pipeline: build and run step 5 alone; --quick: step 5 on the bitpipe and 1f1b schedules only.
 # --prebuilt: use the binaries already in BUILD_DIR (built on another x86-64 machine) instead of
 # building. Full logs go to $OUT when set (the device tool's output folder), else
@@ -51,7 +52,7 @@ if [ $prebuilt = 0 ]; then
   t0=$(date +%s)
   if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${cmake_extra[@]}" >"$log/build.log" 2>&1 ||
     ! cmake --build "$dir" -j"$(nproc)" --target bitpipec test_gpu_ops test_gpu_train gpu_probe test_pipeline_gpu_transport \
-      >>"$log/build.log" 2>&1; then
+      test_pipeline_gpu_order >>"$log/build.log" 2>&1; then
     grep -E "error|Error|CMake Error" -A4 "$log/build.log" | head -60
     echo "build failed (log: $log/build.log)"
     exit 3
@@ -75,14 +76,17 @@ run() { # NAME COMMAND...: output into $log/NAME.log
   return $r
 }
 pipeline() {
+  local r=0
+  run pipeline_order "$dir/tests/gpu/test_pipeline_gpu_order" || r=1
   run pipeline python3 tests/gpu/test_pipeline_gpu.py matrix "$dir/tools/bitpipec" "$dir/tests/gpu/gpu_probe" models \
-    "$dir/tests/gpu/test_pipeline_gpu_transport" $quick
+    "$dir/tests/gpu/test_pipeline_gpu_transport" $quick || r=1
+  return $r
 }
 if [ $only_pipeline = 1 ]; then
   pipeline || rc=1
   echo
   echo "#### the compiled pipeline on the GPU (tests/gpu/test_pipeline_gpu.py)"
-  cat "$log/pipeline.log"
+  cat "$log/pipeline_order.log" "$log/pipeline.log"
   [ $rc = 0 ] && echo "gpu-test: pipeline passed" || echo "gpu-test: FAILURES (logs in $log)"
   exit $rc
 fi
@@ -120,7 +124,7 @@ echo "#### bitpipec train --device cuda"
 grep -E "^--|^step 5|^device|wall|FAILED|note" "$log/cli.log"
 echo
 echo "#### the compiled pipeline on the GPU (tests/gpu/test_pipeline_gpu.py)"
-cat "$log/pipeline.log"
+cat "$log/pipeline_order.log" "$log/pipeline.log"
 echo
 [ $rc = 0 ] && echo "gpu-test: all passed" || echo "gpu-test: FAILURES (logs in $log)"
 exit $rc

@@ -16,6 +16,9 @@ usage:
   test_pipeline_gpu.py nccl1 BITPIPEC GPU_PROBE MODELS FAMILY
       a D=1 program on one rank with --transport nccl (the NCCL transport's start-up and teardown) against
       the CPU; and -np 4 on one GPU with --transport nccl forced must be refused with a clear message
+  test_pipeline_gpu.py memcheck BITPIPEC GPU_PROBE MODELS FAMILY SCHEDULE
+      one step of `mpirun -np 4 compute-sanitizer --tool memcheck --leak-check full ./train --device cuda`
+      (every rank under memcheck): no error, no leak, and the step's loss equals the CPU pipeline's
   test_pipeline_gpu.py transport TRANSPORT_TEST GPU_PROBE
       tests/gpu/test_pipeline_gpu_transport.c under mpirun: staged with 4 ranks, nccl with 1
   test_pipeline_gpu.py matrix BITPIPEC GPU_PROBE MODELS TRANSPORT_TEST [--quick]
@@ -251,6 +254,33 @@ def nccl1(bitpipec, models, fam, workdir=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def memcheck(bitpipec, models, fam, sched, workdir=None):
+    d = os.path.join(models, fam)
+    work = tempfile.mkdtemp(prefix=f"bp_gpu_memcheck_{fam}_", dir=workdir)
+    cs = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+    try:
+        train = compile_train(bitpipec, d, work, sched, 4, 8, "sgd")
+        ids, tg = os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
+        # memcheck slows the ranks down: the watchdog gets minutes
+        full, r = mpirun(4, [cs, "--tool", "memcheck", "--leak-check", "full", "--error-exitcode", "3", train, "--input",
+                             "input_ids=" + ids, "--targets", tg, "--steps", "1", "--device", "cuda", "--timeout", "300"],
+                         timeout=600)
+        got = steps_of(r.stdout)
+        _, rc, cpu = run_train(train, d, 4, ["--device", "cpu"], 1)
+        summaries = [l.strip() for l in (r.stdout + r.stderr).splitlines() if "ERROR SUMMARY" in l or "LEAK SUMMARY" in l]
+        ok = r.returncode == 0 and len(got) == 1 and len(cpu) == 1 and rel(got[0][1], cpu[0][1]) <= TOL and \
+            len([l for l in summaries if "ERROR SUMMARY: 0 errors" in l]) == 4
+        print(f"{'ok  ' if ok else 'FAIL'} memcheck {fam} {sched} -np 4, one step: " + "; ".join(sorted(set(summaries))))
+        if not ok:
+            print(failed(full, r))
+        return ok
+    except (RuntimeError, subprocess.TimeoutExpired) as x:
+        print(f"FAIL memcheck {fam} {sched}: {x}")
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def transport(prog):
     ok = True
     for mode, np_ in (("staged", 4), ("nccl", 1)):
@@ -282,6 +312,11 @@ def main():
         if not probe(gp):
             return 77
         return 0 if nccl1(bitpipec, models, fam)[0] else 1
+    if mode == "memcheck":
+        bitpipec, gp, models, fam, sched = a[2:7]
+        if not probe(gp):
+            return 77
+        return 0 if memcheck(bitpipec, models, fam, sched) else 1
     if mode == "transport":
         prog, gp = a[2:4]
         if not probe(gp):
@@ -310,6 +345,7 @@ def main():
         c_ok, row = nccl1(bitpipec, models, "gpt2")
         rows.append(row)
         ok = ok and c_ok
+        ok = memcheck(bitpipec, models, "gpt2", "bitpipe") and ok
         print("\n| model | schedule | D | optimizer | transport | loss vs ./train --device cpu | grad_norm vs cpu | "
               "loss vs bitpipec train | grad_norm vs bitpipec train | result |")
         print("|---|---|---|---|---|---|---|---|---|---|")
