@@ -185,9 +185,9 @@ int bp_part_incumbent(const bp_part_problem *pp, int mode, int *first, double *v
  * non-negative coefficients (a rank's memory in one stash state; a rank's load; one stage's work).
  * A stage's share of a rule is bounded by cap minus the least the rule's other stages can hold
  * within the current ranges (the layers a stage must contain: between its latest start and its
- * earliest end; else its lightest possible layer). The two greedy sweeps turn those per-stage
- * bounds into cut ranges; a narrower range raises the other stages' least shares, so the bounds
- * are recomputed until nothing moves (bound propagation). */
+ * earliest end; else its lightest possible layer). A reachability sweep from each end turns those
+ * per-stage bounds into cut ranges; a narrower range raises the other stages' least shares, so the
+ * bounds are recomputed until nothing moves (bound propagation). */
 typedef struct {
   const bp_part_problem *pp;
   int nq;
@@ -217,28 +217,40 @@ static void add_rule(ranger *g, const double *coef, double cap) {
   g->cap[g->nq++] = cap;
 }
 
-/* The sweeps: 0 with new ranges (intersected with the old), 1 when no partition fits. */
-static int sweep(const ranger *g, int *lo, int *hi) {
-  int L = g->pp->L, S = g->pp->S, pos = 0;
-  for (int s = 0; s < S - 1; s++) { /* hi[s+1]: the furthest end of stage s after the furthest before */
-    int e = pos + 1;
-    if (e > L - (S - 1 - s) || !seg_ok(g, s, pos, e)) return 1;
-    while (e + 1 <= L - (S - 1 - s) && seg_ok(g, s, pos, e + 1)) e++;
-    pos = e;
-    if (pos < hi[s + 1]) hi[s + 1] = pos;
+/* The positions each cut can take under the per-stage bounds: R[s] = the ends of prefixes that s
+ * stages can cover, from the left; Q[s] = the starts of suffixes that stages s.. can cover, from
+ * the right; first[s] lies in both. (A stage's bound depends on the stage, so a greedy sweep is not
+ * enough: a heavy layer may fit the next stage but not this one.) Extending a stage only adds to
+ * its share, so each scan stops at its first failure. Returns 0 with the ranges intersected into
+ * lo/hi, or 1 when some cut has no position. */
+static int sweep(const ranger *g, int *lo, int *hi, unsigned char *R, unsigned char *Q) {
+  int L = g->pp->L, S = g->pp->S;
+  memset(R, 0, (size_t)(S + 1) * (L + 1));
+  memset(Q, 0, (size_t)(S + 1) * (L + 1));
+  R[0] = 1;
+  for (int s = 0; s < S; s++)
+    for (int a = lo[s]; a <= hi[s]; a++) {
+      if (!R[(size_t)s * (L + 1) + a]) continue;
+      for (int e = a + 1; e <= hi[s + 1] && seg_ok(g, s, a, e); e++)
+        if (e >= lo[s + 1]) R[(size_t)(s + 1) * (L + 1) + e] = 1;
+    }
+  Q[(size_t)S * (L + 1) + L] = 1;
+  for (int s = S - 1; s >= 0; s--)
+    for (int e = hi[s + 1]; e >= lo[s + 1]; e--) {
+      if (!Q[(size_t)(s + 1) * (L + 1) + e]) continue;
+      for (int a = e - 1; a >= lo[s] && seg_ok(g, s, a, e); a--)
+        if (a <= hi[s]) Q[(size_t)s * (L + 1) + a] = 1;
+    }
+  for (int s = 0; s <= S; s++) {
+    int nlo = -1, nhi = -1;
+    for (int p = lo[s]; p <= hi[s]; p++)
+      if (R[(size_t)s * (L + 1) + p] && Q[(size_t)s * (L + 1) + p]) {
+        if (nlo < 0) nlo = p;
+        nhi = p;
+      }
+    if (nlo < 0) return 1;
+    lo[s] = nlo, hi[s] = nhi;
   }
-  pos = L;
-  for (int s = S - 1; s >= 1; s--) { /* lo[s]: the earliest start of stage s after the earliest after */
-    int b = pos - 1;
-    if (b < s || !seg_ok(g, s, b, pos)) return 1;
-    while (b - 1 >= s && seg_ok(g, s, b - 1, pos)) b--;
-    pos = b;
-    if (pos > lo[s]) lo[s] = pos;
-  }
-  for (int s = 0; s <= S; s++)
-    if (lo[s] > hi[s]) return 1;
-  /* the first and last stages: each sweep checked only its own side */
-  if (!seg_ok(g, S - 1, hi[S - 1], L) || !seg_ok(g, 0, 0, lo[1])) return 1;
   return 0;
 }
 
@@ -251,7 +263,8 @@ int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, doub
   g.coef = calloc((size_t)maxq * S * 3, sizeof(double)), g.cap = calloc((size_t)maxq, sizeof(double));
   g.share = calloc((size_t)maxq * S, sizeof(double));
   double *c = calloc((size_t)S * 3, sizeof(double));
-  if (!g.pw || !g.ps || !g.pa || !g.coef || !g.cap || !g.share || !c) goto done;
+  unsigned char *R = malloc((size_t)(S + 1) * (L + 1)), *Q = malloc((size_t)(S + 1) * (L + 1));
+  if (!g.pw || !g.ps || !g.pa || !g.coef || !g.cap || !g.share || !c || !R || !Q) goto done;
   for (int l = 0; l < L; l++) {
     g.pw[l + 1] = g.pw[l] + pp->work[l];
     g.ps[l + 1] = g.ps[l] + pp->lc->l[l].state_bytes;
@@ -276,6 +289,7 @@ int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, doub
     }
   }
   for (int s = 0; s <= S; s++) lo[s] = s, hi[s] = L - (S - s);
+  hi[0] = 0, lo[S] = L;
   for (int round = 0; round < 100; round++) {
     /* each stage's least share of each rule, from the current ranges */
     for (int q = 0; q < g.nq; q++) {
@@ -296,7 +310,7 @@ int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, doub
     }
     int olo[S + 1], ohi[S + 1];
     memcpy(olo, lo, sizeof olo), memcpy(ohi, hi, sizeof ohi);
-    if (sweep(&g, lo, hi)) {
+    if (sweep(&g, lo, hi, R, Q)) {
       rc = 1;
       goto done;
     }
@@ -304,7 +318,7 @@ int bp_part_cut_ranges(const bp_part_problem *pp, double wcap, double mcap, doub
   }
   rc = 0;
 done:
-  free(g.pw), free(g.ps), free(g.pa), free(g.coef), free(g.cap), free(g.share), free(c);
+  free(g.pw), free(g.ps), free(g.pa), free(g.coef), free(g.cap), free(g.share), free(c), free(R), free(Q);
   return rc;
 }
 

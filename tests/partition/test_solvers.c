@@ -1,6 +1,8 @@
 /* tests/partition/test_solvers.c — the GLPK integer program against the exact search on random
  * instances (layers 5-40, D 2-8, every schedule, random memory caps and links, tied parameters
- * between random layers): same optimum, and the same infeasibility verdict. Also: the evaluator's memory equals the simulator's, uniform and
+ * between random layers): same optimum, and the same infeasibility verdict; the smallest cap
+ * (the integer program minimising peak memory) equals enumeration where there are <= 3000
+ * partitions. Also: the evaluator's memory equals the simulator's, uniform and
  * manual partitions parse, and on a heavy-head GPT-2 (124M shapes, analytic H100) the automatic
  * partition beats the uniform one in simulated step time, with fewer blocks beside the head. */
 #include "partitioner/partition.h"
@@ -42,10 +44,31 @@ static void random_costs(bp_lcosts *c, int L) {
   }
 }
 
+/* The least peak memory over every partition, by enumeration (cut positions in lexicographic order). */
+static double brute_min_memory(const bp_part_problem *pp, long *count) {
+  int S = pp->S, L = pp->L, f[S + 1];
+  double best = INFINITY;
+  for (int s = 0; s <= S; s++) f[s] = s;
+  f[S] = L;
+  *count = 0;
+  for (;;) {
+    double peak;
+    bp_part_proxy(pp, f, &peak);
+    if (peak < best) best = peak;
+    ++*count;
+    int s = S - 1; /* advance the last cut that can move, reset the ones after it */
+    while (s >= 1 && f[s] == L - (S - s)) s--;
+    if (s < 1) break;
+    f[s]++;
+    for (int t = s + 1; t < S; t++) f[t] = f[t - 1] + 1;
+  }
+  return best;
+}
+
 static void random_instances(void) {
   int n_sched;
   const bp_schedule_info *all = bp_schedule_list(&n_sched);
-  int compared = 0, infeasible = 0, skipped = 0, with_tied = 0;
+  int compared = 0, infeasible = 0, skipped = 0, with_tied = 0, min_mem_checked = 0;
   double worst_ilp = 0;
   for (int it = 0; it < 80; it++) {
     const char *name = all[it % n_sched].name;
@@ -107,6 +130,18 @@ static void random_instances(void) {
             CHECK(0, "evaluate: %s", err);
           }
         }
+        /* the smallest cap (the integer program minimising peak memory) against enumeration */
+        double cnt = 1;
+        for (int k = 1; k < S; k++) cnt = cnt * (L - k) / k;
+        if (cnt <= 3000) {
+          long n;
+          double want = brute_min_memory(&pp, &n), got = 0;
+          int fm[S + 1];
+          CHECK(bp_part_min_memory(&pp, &got, fm, err, sizeof err) == 0 && fabs(got - want) <= 1e-9 * want,
+                "%s D=%d N=%d L=%d: smallest cap %.9g, enumeration of %ld partitions %.9g (%s)", name, D, N, L, got,
+                n, want, err);
+          min_mem_checked++;
+        }
         if (re == 1 && ri == 1) {
           infeasible++;
           double need;
@@ -124,6 +159,8 @@ static void random_instances(void) {
          "(limit); slowest GLPK %.3f s\n",
          compared, with_tied, infeasible, skipped, worst_ilp);
   CHECK(with_tied >= 5, "too few instances pay a tied all-reduce (%d)", with_tied);
+  printf("smallest caps checked against enumeration: %d\n", min_mem_checked);
+  CHECK(min_mem_checked >= 20, "too few smallest caps checked (%d)", min_mem_checked);
   CHECK(compared >= 40, "too few instances compared (%d)", compared);
 }
 
