@@ -11,7 +11,9 @@ warning-free), and checks the files the compiler writes (weights header, plan JS
 
 With --save-onnx, the run also writes its trained weights into a copy of the ONNX file, and that
 copy's loss on the batch (bitpipec train --steps 1) must equal the single process's loss at step
-steps + 1: the parameters' raw_data offsets the compiler recorded are right (tied weights included).
+steps + 1: the parameters' raw_data offsets the compiler recorded are right (tied weights included);
+and onnxruntime runs the copy: its logits equal `bitpipec run` on the copy (relative 1e-4) and differ
+from the untrained model's (skipped with a note when onnxruntime is not importable).
 
 usage: test_compile_run.py BITPIPEC MODELS_DIR FAMILY SCHEDULE [-D 4] [-N 8] [--micro-batch 1] [--steps 5]
        [--optimizer sgd] [--save-onnx] [--cc CC] [--workdir DIR]
@@ -37,6 +39,32 @@ def steps_of(text):
         if len(w) >= 6 and w[0] == "step" and w[2] == "loss" and w[4] == "grad_norm":
             out.append((int(w[1]), float(w[3]), float(w[5])))
     return out
+
+
+def ort_check(bitpipec, saved, original, ids, work):
+    """onnxruntime on the --save-onnx copy: the trained model's logits (those bitpipec computes from the
+    copy), not the original's."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError:
+        return True, "onnxruntime not importable: ORT check skipped"
+    x = np.load(ids)
+    outs = []
+    for path in (saved, original):
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    odir = os.path.join(work, "run_saved")
+    r = subprocess.run([bitpipec, "run", saved, "--input", "input_ids=" + ids, "--output-dir", odir],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return False, f"bitpipec run on the saved copy failed: {r.stderr.strip()}"
+    mine = np.load(os.path.join(odir, sorted(os.listdir(odir))[0]))
+    scale = float(np.max(np.abs(outs[0])))
+    d_run = float(np.max(np.abs(outs[0] - mine))) / scale
+    d_orig = float(np.max(np.abs(outs[0] - outs[1]))) / scale
+    ok = d_run <= 1e-4 and d_orig > 1e-3
+    return ok, f"onnxruntime on the copy vs bitpipec run: {d_run:.2e}, vs the untrained model: {d_orig:.2e}"
 
 
 def main():
@@ -114,6 +142,9 @@ def main():
             bub += f"; --save-onnx copy: loss {got_s[0][1] if got_s else None!r} vs step {steps + 1} {want[steps][1]!r} " \
                    f"(rel diff {ds:.2e})"
             ok = ok and ds <= 1e-5
+            ok_ort, note = ort_check(bitpipec, saved, os.path.join(d, "train.onnx"), ids, work)
+            bub += "; " + note
+            ok = ok and ok_ort
         print(f"{'ok  ' if ok else 'FAIL'} {fam:6s} {sched:15s} D={D} N={N} B={B} {opt}: loss rel diff {dl:.2e}, "
               f"grad_norm rel diff {dg:.2e} over {steps} steps; vs PyTorch loss {tl:.2e} grad_norm {tg_:.2e} "
               f"over {n_t} steps; {bub}")
