@@ -261,7 +261,10 @@ int bp_cg_prepare(bp_cg *cg, const bp_cg_opts *o, FILE *log, bp_err *e) {
   if (log) {
     char buf[1024];
     fprintf(log, "partition %s%s: layers per stage %s\n", part,
-            cg->used_ilp ? (cg->ilp.timed_out ? " (GLPK, stopped at the time limit)" : " (GLPK, optimal)") : "",
+            cg->used_ilp ? (cg->ilp.timed_out        ? " (GLPK, stopped at the time limit)"
+                            : cg->ilp.from_incumbent ? " (the heuristic's partition: GLPK's LP rejected its tight bounds numerically)"
+                                                     : " (GLPK, optimal)")
+                         : "",
             bp_part_format(cg->first, cg->S, buf, sizeof buf));
   }
   return 0;

@@ -129,6 +129,8 @@ typedef struct bp_ilp_info {
   int fixed;         /* cut variables fixed before branching (bounds from the incumbent) */
   int binaries;      /* cut variables left to GLPK */
   double incumbent;  /* the heuristic incumbent's proxy given to GLPK (0: none) */
+  int from_incumbent; /* GLPK's LP rejected the incumbent's tight bounds numerically: the result is
+                         the incumbent, bound = K x the smallest bottleneck */
 } bp_ilp_info;
 typedef struct bp_ilp_opts {
   double time_limit_s; /* 0: 60 s */

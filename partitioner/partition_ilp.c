@@ -161,18 +161,18 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
       clb += cc[i];
     }
     free(cc);
-    wcap = (ub * (1 + 1e-9) - BP_PART_TIE * total / D - clb) / pp->K;
+    wcap = (ub * (1 + 1e-6) - BP_PART_TIE * total / D - clb) / pp->K;
     if (wcap < wstar) wcap = wstar; /* rounding: the incumbent itself stays inside */
     wcap *= 1 + 1e-12;
     /* and the load term: TIE M <= UB - K bottleneck - the cheapest cuts */
     double ml = 0, load[D], mem[D];
     bp_part_proxy_ranks(pp, inc, load, mem);
     for (int r = 0; r < D; r++) ml = fmax(ml, load[r]);
-    lcap = (ub * (1 + 1e-9) - pp->K * wstar - clb) / BP_PART_TIE;
+    lcap = (ub * (1 + 1e-6) - pp->K * wstar - clb) / BP_PART_TIE;
     if (lcap < ml) lcap = ml;
     lcap *= 1 + 1e-12;
   }
-  double mcap = mode == 1 ? (have_inc ? ub * (1 + 1e-9) : 0) : pp->mem_cap;
+  double mcap = mode == 1 ? (have_inc ? ub * (1 + 1e-6) : 0) : pp->mem_cap;
   int rr = bp_part_cut_ranges(pp, wcap, mcap, lcap, lo, hi);
   if (rr == 1 && have_inc) { /* the incumbent fits these bounds: only rounding can say otherwise */
     wcap = lcap = 0;
@@ -354,6 +354,7 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   sm.presolve = GLP_ON;
   int lret = glp_simplex(P, &sm);
   if (lret == GLP_ENOPFS || (lret == 0 && glp_get_status(P) == GLP_NOFEAS)) {
+    if (mode == 0 && have_inc) goto incumbent;
     rc = 1;
     goto done;
   }
@@ -375,6 +376,7 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   info->seconds = now_s() - t0;
   int st = glp_mip_status(P);
   if (ret == GLP_ENOPFS || ret == GLP_ENODFS || st == GLP_NOFEAS) {
+    if (mode == 0 && have_inc) goto incumbent;
     rc = 1;
     goto done;
   }
@@ -414,6 +416,22 @@ static int solve(const bp_part_problem *pp, const bp_ilp_opts *o, int mode, int 
   else info->bound = cbd.have_bound ? cbd.bound / scale : 0;
   if (info->bound > info->obj) info->bound = info->obj;
   info->gap = info->obj > 0 ? (info->obj - info->bound) / info->obj : 0;
+  rc = 0;
+  goto done;
+incumbent:
+  /* GLPK called the LP infeasible although the incumbent meets every row: the bounds taken from the
+   * incumbent are so tight that the LP's feasibility tolerance (1e-7 on scaled rows) cuts it off
+   * (seen on GPT-2's fine layers, BitPipe D=4). The incumbent is a valid partition under the cap, and
+   * K x the smallest bottleneck still bounds the proxy from below. */
+  memcpy(first, inc, sizeof(int) * (size_t)(S + 1));
+  bp_part_polish(pp, first);
+  {
+    double pk;
+    info->obj = info->mip_obj = bp_part_proxy(pp, first, &pk);
+  }
+  info->bound = fmin(pp->K * wstar, info->obj);
+  info->gap = info->obj > 0 ? (info->obj - info->bound) / info->obj : 0;
+  info->from_incumbent = 1;
   rc = 0;
   goto done;
 inconsistent:
