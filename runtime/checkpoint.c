@@ -223,19 +223,6 @@ int bp_rt_checkpoint_save(bp_rt *rt, bp_err *e) {
   return rc;
 }
 
-static int read_at(int fd, void *dst, int64_t n, int64_t off) {
-  uint8_t *p = dst;
-  while (n > 0) {
-    ssize_t k = pread(fd, p, (size_t)(n > (1 << 30) ? (1 << 30) : n), (off_t)off);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    p += k;
-    n -= k;
-    off += k;
-  }
-  return 0;
-}
-
 int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
   const bp_rt_model *m = rt->model;
   char path[4096];
@@ -247,7 +234,7 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
   void *tmp = NULL;
   ckpt_header h;
   struct stat sb;
-  if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof h || read_at(fd, &h, sizeof h, 0) < 0 ||
+  if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof h || bp_rt_read_at(fd, &h, sizeof h, 0) < 0 ||
       memcmp(h.magic, CKPT_MAGIC, 8) != 0) {
     bp_errf(e, "--resume: '%s' is not a bitpipe checkpoint", path);
     goto done;
@@ -272,7 +259,7 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
             (unsigned long long)h.total_bytes);
     goto done;
   }
-  if (!(numel = malloc(8 * (size_t)(m->n_params + 1))) || read_at(fd, numel, 8 * (int64_t)m->n_params, sizeof h) < 0) {
+  if (!(numel = malloc(8 * (size_t)(m->n_params + 1))) || bp_rt_read_at(fd, numel, 8 * (int64_t)m->n_params, sizeof h) < 0) {
     bp_errf(e, "--resume: '%s': cannot read its parameter table", path);
     goto done;
   }
@@ -313,7 +300,7 @@ int bp_rt_checkpoint_load(bp_rt *rt, const char *dir, bp_err *e) {
       for (int j = 0; j < 3 && dst[j]; j++) {
         /* device arenas: through a host buffer */
         void *to = rt->dev->host_memory ? (void *)dst[j] : tmp;
-        if (read_at(fd, to, 4 * n, at[g] + 4 * n * j) < 0) {
+        if (bp_rt_read_at(fd, to, 4 * n, at[g] + 4 * n * j) < 0) {
           bp_errf(e, "--resume: '%s': reading parameter '%s': %s", path, m->param_names[g], strerror(errno ? errno : EIO));
           goto done;
         }

@@ -213,6 +213,8 @@ uint8_t *bp_rt_slot_base(rt_chunk *c, int mb);
 int bp_rt_plan_check(const bp_rt_plan *plan, bp_err *e);
 
 /* weights.c */
+/* Reads exactly n bytes at offset off of fd (pread, in pieces of at most 1 GiB); 0 or -1. */
+int bp_rt_read_at(int fd, void *dst, int64_t n, int64_t off);
 int bp_rt_weights_load(bp_rt *rt, const char *path, bp_err *e);
 const char *bp_rt_default_weights(const bp_rt_model *m, char *buf, size_t n);
 

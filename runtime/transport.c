@@ -63,3 +63,13 @@ int bp_tp_barrier(bp_tp *t, int group, const char *what) {
 }
 
 void bp_tp_abort(bp_tp *t, int code) { t->impl->abort(t, code); }
+
+int bp_tp_unwrap_finalize(bp_tp *t, bp_tp *inner, int rc) {
+  t->state = inner->state;
+  t->impl = inner->impl;
+  if (inner->impl->finalize(inner) < 0) {
+    snprintf(t->err, sizeof t->err, "%s", inner->err);
+    return -1;
+  }
+  return rc;
+}

@@ -76,6 +76,9 @@ int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv);
  *   nccl    (transport_nccl.c, when built with NCCL) ncclSend / ncclRecv grouped on a
  *           communication stream, ncclAllReduce; the world's communicator from a unique id
  *           broadcast over MPI, groups by ncclCommSplit. Every rank needs a GPU of its own. */
+/* For the wrappers' finalize: puts the wrapped transport `inner` back into t, finalizes it and
+ * returns rc (the wrapper's own result), or -1 with inner's message when its finalize fails. */
+int bp_tp_unwrap_finalize(bp_tp *t, bp_tp *inner, int rc);
 int bp_tp_staged_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
 int bp_tp_nccl_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
 

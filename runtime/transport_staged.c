@@ -292,13 +292,7 @@ static int st_finalize(bp_tp *t) {
   free(s->req);
   bp_tp inner = s->inner;
   free(s);
-  t->state = inner.state;
-  t->impl = inner.impl;
-  if (inner.impl->finalize(&inner) < 0) {
-    snprintf(t->err, sizeof t->err, "%s", inner.err);
-    return -1;
-  }
-  return rc;
+  return bp_tp_unwrap_finalize(t, &inner, rc);
 }
 
 static const bp_tp_impl staged_impl = {

@@ -29,7 +29,8 @@ const char *bp_rt_default_weights(const bp_rt_model *m, char *buf, size_t n) {
   return buf;
 }
 
-static int read_at(int fd, void *dst, int64_t n, int64_t off) {
+/* The weights file and checkpoints are read with it (declared in runtime/rt.h). */
+int bp_rt_read_at(int fd, void *dst, int64_t n, int64_t off) {
   uint8_t *p = dst;
   while (n > 0) {
     ssize_t k = pread(fd, p, (size_t)(n > (1 << 30) ? (1 << 30) : n), (off_t)off);
@@ -53,7 +54,7 @@ int bp_rt_weights_load(bp_rt *rt, const char *path, bp_err *e) {
     bp_errf(e, "weights file '%s': %s", path, strerror(errno));
     goto done;
   }
-  if (sb.st_size < (off_t)sizeof h || read_at(fd, &h, sizeof h, 0) < 0) {
+  if (sb.st_size < (off_t)sizeof h || bp_rt_read_at(fd, &h, sizeof h, 0) < 0) {
     bp_errf(e, "weights file '%s': %lld bytes, shorter than its %zu-byte header", path, (long long)sb.st_size,
                sizeof h);
     goto done;
@@ -89,7 +90,7 @@ int bp_rt_weights_load(bp_rt *rt, const char *path, bp_err *e) {
     }
     rt_chunk *ch = &rt->chunk[c];
     if (rt->dev->host_memory) {
-      if (read_at(fd, ch->param, st->param_bytes, off) < 0 || read_at(fd, ch->cnst, st->const_bytes, off + st->param_bytes) < 0) {
+      if (bp_rt_read_at(fd, ch->param, st->param_bytes, off) < 0 || bp_rt_read_at(fd, ch->cnst, st->const_bytes, off + st->param_bytes) < 0) {
         bp_errf(e, "weights file '%s': reading stage %d: %s", path, st->index, strerror(errno ? errno : EIO));
         goto done;
       }
@@ -101,7 +102,7 @@ int bp_rt_weights_load(bp_rt *rt, const char *path, bp_err *e) {
       bp_errf(e, "out of memory reading stage %d of the weights file", st->index);
       goto done;
     }
-    if (read_at(fd, tmp, st->param_bytes, off) < 0 || read_at(fd, ch->cnst_host, st->const_bytes, off + st->param_bytes) < 0) {
+    if (bp_rt_read_at(fd, tmp, st->param_bytes, off) < 0 || bp_rt_read_at(fd, ch->cnst_host, st->const_bytes, off + st->param_bytes) < 0) {
       bp_errf(e, "weights file '%s': reading stage %d: %s", path, st->index, strerror(errno ? errno : EIO));
       free(tmp);
       goto done;
