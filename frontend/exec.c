@@ -133,6 +133,9 @@ int bp_prepare_graph(bp_graph *g, const bp_binding *binds, int nbinds, bp_value 
   }
   if (bp_infer_and_fold(g, ctx, stats, e) < 0) return -1;
   bp_cleanup(g);
+  bp_fuse_stats fs = {0, 0};
+  if (bp_fuse_enabled() && bp_fuse_gelu(g, &fs, e) < 0) return -1;
+  if (stats) stats->fused_gelu_tanh = fs.gelu_tanh, stats->fused_gelu_erf = fs.gelu_erf;
   return 0;
 }
 

@@ -26,7 +26,7 @@ static int needs_only_shape(const bp_node *n) {
 }
 
 int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e) {
-  bp_fold_stats st = {0, 0};
+  bp_fold_stats st = {0};
   unsigned char *cls = calloc((size_t)g->ntensors, 1);
   bp_value *declared = calloc((size_t)(g->noutputs ? g->noutputs : 1), sizeof(bp_value));
   if (!cls || !declared) {

@@ -20,6 +20,7 @@ int bp_bind_inputs(bp_graph *g, const bp_binding *binds, int nbinds, bp_value *c
 typedef struct bp_fold_stats {
   int folded_nodes;   /* nodes evaluated at compile time and turned into constants */
   int weight_views;   /* nodes computing only from initializers (kept, outputs marked view_of) */
+  int fused_gelu_tanh, fused_gelu_erf; /* set by bp_prepare_graph: chains bp_fuse_gelu replaced */
 } bp_fold_stats;
 
 /* Infers every tensor's dtype and static shape in node order and evaluates every node whose
@@ -32,9 +33,23 @@ int bp_infer_and_fold(bp_graph *g, bp_ctx *ctx, bp_fold_stats *stats, bp_err *e)
  * output is a graph output) and nodes that no graph output depends on. */
 void bp_cleanup(bp_graph *g);
 
-/* The full front half: check ops, bind, infer+fold, cleanup. With `specialize_int_inputs`, given
- * integer and bool inputs (and scalars of any type) become compile-time constants (their data borrowed from `given`), so
- * a graph whose shapes depend on input values (a Reshape fed a shape input) still compiles. */
+typedef struct bp_fuse_stats {
+  int gelu_tanh, gelu_erf; /* chains replaced by Gelu(approximate="tanh") / Gelu(approximate="none") */
+} bp_fuse_stats;
+
+/* On a prepared graph (shapes inferred, constants folded, cleaned up): replaces each elementwise
+ * GELU chain of an exporter (0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))), 0.5x(1 + erf(x/sqrt(2))),
+ * in their operand orders) by one Gelu node; chains whose intermediate values are read elsewhere
+ * or whose constants differ are left alone (frontend/fuse_gelu.c). `stats` may be NULL. */
+int bp_fuse_gelu(bp_graph *g, bp_fuse_stats *stats, bp_err *e);
+/* The environment's say on fusions: 0 when BP_FUSE=0 (every fusion off, for comparisons), else 1. */
+int bp_fuse_enabled(void);
+
+/* The full front half: check ops, bind, infer+fold, cleanup and (unless BP_FUSE=0) the GELU
+ * fusion, whose counts land in `stats`. With `specialize_int_inputs`, given integer and bool
+ * inputs (and scalars of any type) become compile-time constants (their data borrowed from
+ * `given`), so a graph whose shapes depend on input values (a Reshape fed a shape input) still
+ * compiles. */
 int bp_prepare_graph(bp_graph *g, const bp_binding *binds, int nbinds, bp_value *const *given, bp_ctx *ctx,
                      int specialize_int_inputs, bp_fold_stats *stats, bp_err *e);
 /* True when a preparation error says a shape-determining value was not a compile-time constant

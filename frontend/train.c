@@ -53,7 +53,11 @@ bp_trainer *bp_trainer_new(bp_graph *g, bp_value **given, bp_value *targets, con
   t->analysis_only = targets == NULL;
   if ((t->untied = bp_params_untie(g, &t->untie_notes, e)) < 0) goto fail;
   if (!o->no_retie && (t->retied = bp_params_retie(g, !o->quiet, &t->retie_notes, e)) < 0) goto fail;
-  if (bp_prepare_graph(g, binds, nbinds, given, &t->ctx, 0, NULL, e) < 0) goto fail;
+  bp_fold_stats fst;
+  if (bp_prepare_graph(g, binds, nbinds, given, &t->ctx, 0, &fst, e) < 0) goto fail;
+  if (!o->quiet && fst.fused_gelu_tanh + fst.fused_gelu_erf > 0)
+    fprintf(stderr, "bitpipec: note: fused %d GELU chains into Gelu nodes (%d tanh, %d erf; BP_FUSE=0 keeps them)\n",
+            fst.fused_gelu_tanh + fst.fused_gelu_erf, fst.fused_gelu_tanh, fst.fused_gelu_erf);
   /* the output the loss is taken on */
   int out = -1;
   for (int i = 0; i < g->noutputs; i++) {

@@ -197,8 +197,10 @@ int bp_cmd_inspect(int argc, char **argv) {
     char s[160];
     printf("  %-24s %-8s %s\n", t->name, bp_dtype_name(t->v.dtype), bp_shape_str(&t->v, s, sizeof s));
   }
-  printf("nodes after folding and cleanup: %d (%d folded into constants, %d computations on weights only kept as views)\n",
-         g->nnodes, st.folded_nodes, st.weight_views);
+  printf("nodes after folding and cleanup: %d (%d folded into constants, %d computations on weights only kept as views, "
+         "%d GELU chains fused: %d tanh, %d erf)\n",
+         g->nnodes, st.folded_nodes, st.weight_views, st.fused_gelu_tanh + st.fused_gelu_erf, st.fused_gelu_tanh,
+         st.fused_gelu_erf);
   print_histogram(g);
   /* Parameters: float initializers still used by the remaining nodes. */
   unsigned char *used = calloc((size_t)g->ntensors, 1);
