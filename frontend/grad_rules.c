@@ -478,6 +478,22 @@ RULE(grad_gather_elements) {
   din[0] = bp_ad_infer(ad, node);
   DONE;
 }
+/* GatherND (batch_dims 0): dy scatter-added into zeros of the data's shape (ScatterND, reduction
+ * add), so index tuples that repeat (x[..., [0, 0], :]) sum their gradients. PyTorch's dynamo export
+ * writes tensor indexing with a constant index (Falcon's fused multi-query qkv, qkv[..., -2, :]) as
+ * GatherND. With batch_dims > 0 every batch has its own index tuples, which ScatterND cannot express. */
+RULE(grad_gather_nd) {
+  if (!need[0]) DONE;
+  int64_t bd = bp_attr_int(n, "batch_dims", 0);
+  if (bd != 0)
+    return bp_errf(ad->e, "no gradient rule for batch_dims=%lld (only 0)", (long long)bd);
+  int in[3] = {zeros_like(ad, X(0)), X(1), dout[0]};
+  if (in[0] < 0) return -1;
+  int node = bp_ad_node(ad, NULL, "ScatterND", 3, in, 1);
+  bp_ad_attr_string(ad, node, "reduction", "add");
+  din[0] = bp_ad_infer(ad, node);
+  DONE;
+}
 RULE(grad_reduce_mean) { return grad_reduce(ad, n, dout, need, din, 1); }
 
 RULE(grad_dropout) {
@@ -541,6 +557,6 @@ const bp_grad_rule bp_grad_rules[] = {
     {"ReduceMean", grad_reduce_mean}, {"Dropout", grad_dropout}, {"SoftmaxCrossEntropy", grad_sce},
     {"LogSoftmax", grad_logsoftmax}, {"RMSNormalization", grad_rmsnorm}, {"ReduceMax", grad_reduce_extremum},
     {"ReduceMin", grad_reduce_extremum}, {"Min", grad_minmax}, {"Max", grad_minmax}, {"Clip", grad_clip},
-    {"GatherElements", grad_gather_elements},
+    {"GatherElements", grad_gather_elements}, {"GatherND", grad_gather_nd},
     {NULL, NULL},
 };

@@ -456,6 +456,25 @@ int main(void) {
   node(&c, NULL, "GatherElements", 1);
   bp_ad_attr_int(&c.ad, c.node, "axis", 1);
   finish(&c);
+  /* GatherND (dynamo's constant tensor indexing): repeated and negative index tuples sum */
+  begin(&c, "GatherND k=1 repeated/negative tuples");
+  IN(&c, -1, 1, 3, 2, 4);
+  {
+    int64_t v[] = {2, -3, 0, 2};
+    int ix = bp_ad_const_i64(&c.ad, 4, v);
+    arg(&c, bp_ad_reshape(&c.ad, ix, 3, (int64_t[]){2, 2, 1}));
+  }
+  node(&c, NULL, "GatherND", 1);
+  finish(&c);
+  begin(&c, "GatherND k=2 (element slices)");
+  IN(&c, -1, 1, 3, 4, 2);
+  {
+    int64_t v[] = {1, 3, 0, 0, 1, 3};
+    int ix = bp_ad_const_i64(&c.ad, 6, v);
+    arg(&c, bp_ad_reshape(&c.ad, ix, 2, (int64_t[]){3, 2}));
+  }
+  node(&c, NULL, "GatherND", 1);
+  finish(&c);
   begin(&c, "MatMul 1-D x 2-D");
   IN(&c, -1, 1, 4);
   IN(&c, -1, 1, 4, 3);

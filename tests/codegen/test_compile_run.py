@@ -15,6 +15,9 @@ steps + 1: the parameters' raw_data offsets the compiler recorded are right (tie
 and onnxruntime runs the copy: its logits equal `bitpipec run` on the copy (relative 1e-4) and differ
 from the untrained model's (skipped with a note when onnxruntime is not importable).
 
+The sequence length compiled for (--seq) is pipeline_input_ids.npy's second dimension (16 for the
+committed families; the batch is N x micro-batch sequences).
+
 usage: test_compile_run.py BITPIPEC MODELS_DIR FAMILY SCHEDULE [-D 4] [-N 8] [--micro-batch 1] [--steps 5]
        [--optimizer sgd] [--save-onnx] [--cc CC] [--workdir DIR]
 Prints one line: family, schedule, worst relative differences, measured and predicted bubble."""
@@ -30,6 +33,17 @@ import tempfile
 
 def arg(name, default):
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+def npy_shape(path):
+    """The shape in a .npy file's header (numpy-free: CI's e2e tests need only the Python standard library)."""
+    import ast
+    with open(path, "rb") as f:
+        magic = f.read(8)
+        if magic[:6] != b"\x93NUMPY":
+            raise ValueError(f"{path}: not a .npy file")
+        n = struct.unpack("<H" if magic[6] == 1 else "<I", f.read(2 if magic[6] == 1 else 4))[0]
+        return tuple(ast.literal_eval(f.read(n).decode("latin1"))["shape"])
 
 
 def steps_of(text):
@@ -80,7 +94,7 @@ def main():
     try:
         train = os.path.join(work, "train")
         p = subprocess.run([bitpipec, os.path.join(d, "train.onnx"), "-o", train, "-D", str(D), "-N", str(N),
-                            "--micro-batch", str(B), "--seq", "16", "--schedule", sched, "--no-dropout", "--device-model", "h100"] + hyper,
+                            "--micro-batch", str(B), "--seq", str(npy_shape(ids)[1]), "--schedule", sched, "--no-dropout", "--device-model", "h100"] + hyper,
                            capture_output=True, text=True)
         if p.returncode != 0:
             print(f"FAIL {fam} {sched}: bitpipec exit {p.returncode}\n{p.stdout}\n{p.stderr}")
