@@ -46,8 +46,34 @@ static int cpu_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, b
   return n->op->eval(ctx, n, in, n->nin, out, n->nout, e);
 }
 
-static int cpu_finish(bp_rt *rt, rt_chunk *c, bp_err *e) {
+static void *cpu_stage(bp_rt *rt, int64_t n, bp_err *e) {
+  if (n > rt->hostbuf_cap) {
+    void *p = realloc(rt->hostbuf, (size_t)n);
+    if (!p) {
+      bp_errf(e, "out of memory (%lld bytes of data inputs)", (long long)n);
+      return NULL;
+    }
+    rt->hostbuf = p;
+    rt->hostbuf_cap = n;
+  }
+  return rt->hostbuf;
+}
+
+static int cpu_step_begin(bp_rt *rt, bp_err *e) {
+  (void)rt, (void)e;
+  return 0;
+}
+
+static int cpu_begin(bp_rt *rt, rt_chunk *c, bp_err *e) {
   (void)rt, (void)c, (void)e;
+  return 0;
+}
+
+static int cpu_finish(bp_rt *rt, rt_chunk *c, int op, int mb, double t0, bp_err *e) {
+  (void)e;
+  double t1 = bp_tp_now();
+  rt->busy_s += t1 - t0;
+  bp_rt_trace_add(rt, op, c->index, mb, -1, t0, t1);
   return 0;
 }
 
@@ -89,8 +115,27 @@ static int cpu_sync(bp_rt *rt, const char *what, bp_err *e) {
 static void cpu_close(bp_rt *rt) { (void)rt; }
 
 const bp_rt_dev bp_rt_dev_cpu = {
-    "cpu",     1,          cpu_alloc,      cpu_release, cpu_copy /* put */, cpu_copy /* get */, cpu_copy, cpu_zero,
-    cpu_eval,  cpu_finish, cpu_accumulate, cpu_sumsq,   cpu_sgd,           cpu_adamw,          cpu_sync, cpu_close,
+    .name = "cpu",
+    .host_memory = 1,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .put = cpu_copy,
+    .get = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .stage = cpu_stage,
+    .upload = cpu_copy,
+    .fetch = cpu_copy,
+    .eval = cpu_eval,
+    .step_begin = cpu_step_begin,
+    .begin = cpu_begin,
+    .finish = cpu_finish,
+    .accumulate = cpu_accumulate,
+    .sumsq = cpu_sumsq,
+    .sgd = cpu_sgd,
+    .adamw = cpu_adamw,
+    .sync = cpu_sync,
+    .close = cpu_close,
 };
 
 int bp_rt_device_open(bp_rt *rt, bp_err *e) {

@@ -14,10 +14,18 @@
  * from the host copy of that arena (bp_cuda_set_host_inputs), as kernels/cuda/exec.c does with a
  * graph's constants; any other one is downloaded by the kernel (bp_cuda_host_view).
  *
- * Synchronisation. Kernels are queued on the stream; `finish` (end of each compute instruction)
- * waits for them and turns a device flag raised by a kernel (an index or target out of range)
- * into an error naming the node. Uploads and downloads wait for their copy. The transports order
- * their own copies / NCCL calls after the stream's work (transport_staged.c, transport_nccl.c). */
+ * Synchronisation. Everything is queued on the context's stream and the host runs ahead: a compute
+ * instruction's kernels are not waited for (timing events around it give the device's busy time
+ * and the trace); data inputs and the loss weight go up from pinned staging blocks that are reused
+ * once their copy is done; the loss comes back into pinned memory and is read after the next
+ * `sync`. The host waits for the GPU only in `sync` (the optimizer step: before the loss and norm
+ * are read, after the update; the tied parameters' host sum) and before plain copies (weights,
+ * checkpoints) — always by polling an event under the transport's watchdog, so a GPU stuck behind a
+ * transfer from a dead rank ends the job with a message instead of hanging. Kernels' device flags
+ * (an index or target out of range) are read at every `sync`; the tag a kernel raises encodes the
+ * instruction and the node, so the error names both. BP_RT_SYNC=1 waits after every instruction
+ * (errors of asynchronous faults then name the instruction that ran). The transports order their
+ * own copies / NCCL calls against the stream with events (transport_staged.c, transport_nccl.c). */
 #include "runtime/rt.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/cuda_rt.h"
@@ -26,15 +34,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+typedef struct up_block {     /* pinned staging of uploads (data inputs, the loss weight) */
+  uint8_t *p;
+  int64_t cap, used;
+  cudaEvent_t done;           /* recorded after the block's copies */
+  int pending;                /* copies queued from it since `done` was last waited for */
+} up_block;
+
+typedef struct fetch_rec {    /* an asynchronous download: bytes at `at` in `fetch_host` go to dst */
+  void *dst;
+  int64_t at, n;
+} fetch_rec;
+
+typedef struct timed {        /* one compute instruction's span on the stream */
+  int op, chunk, mb;
+} timed;
+
+enum { UP_BLOCKS = 4 };
 
 typedef struct rt_gpu {
   bp_cuda *dc;
   cudaStream_t stream;
   int device, count, local_rank;
   int *stage_off;            /* [S+1]: where each stage's nodes start in ops / nodes */
+  int total_nodes;
   const bp_cuda_op **ops;    /* the CUDA entry of every node of every stage */
-  bp_node **nodes;           /* the nodes, for bp_cuda_check_flags's messages */
+  bp_node **nodes;           /* the nodes, for the device flag's messages */
   double *acc;               /* device: a sum of squares */
+  double *sq_host;           /* pinned: its download */
+  int sync_each;             /* BP_RT_SYNC=1 */
+  cudaEvent_t idle;          /* recorded to wait for the stream */
+  up_block up[UP_BLOCKS];
+  int up_cur;                /* block being filled, -1: none */
+  int up_next;
+  uint8_t *fetch_host;       /* pinned landing area of fetches */
+  int64_t fetch_cap, fetch_used;
+  fetch_rec *fetch;
+  int nfetch, capfetch;
+  cudaEvent_t *tev;          /* timing events: 2 per compute instruction of a step, + the reference */
+  timed *tinfo;
+  int ntimed, captimed;
+  double t_ref;              /* host time when tev[0] was recorded on an idle stream */
 } rt_gpu;
 
 #define GPU(rt) ((rt_gpu *)(rt)->gpu)
@@ -47,6 +89,62 @@ static int cu_fail(bp_err *e, const char *what, const char *call, cudaError_t rc
     cudaError_t cu_rc_ = (call);                                                                   \
     if (cu_rc_ != cudaSuccess) return cu_fail(e, (what), #call, cu_rc_);                           \
   } while (0)
+
+/* Waits for `ev` under the transport's watchdog: polls it (letting transfers progress, sleeping
+ * between polls as bp_tp_wait does) and, after the timeout, prints what the GPU may be waiting for
+ * (the transport's oldest transfer the stream depends on) and aborts the job. */
+static int wait_event(bp_rt *rt, cudaEvent_t ev, const char *what, bp_err *e) {
+  double t0 = bp_tp_now();
+  long polls = 0;
+  for (;;) {
+    cudaError_t q = cudaEventQuery(ev);
+    if (q == cudaSuccess) return 0;
+    if (q != cudaErrorNotReady) return cu_fail(e, what, "cudaEventQuery (waiting for the GPU)", q);
+    rt->tp->impl->progress(rt->tp);
+    double now = bp_tp_now();
+    if (now - t0 > rt->tp->timeout_s) {
+      char pend[256] = "";
+      if (rt->tp->impl->pending) rt->tp->impl->pending(rt->tp, pend, sizeof pend);
+      fprintf(stderr, "rank %d: the GPU's queued work (%s) not complete after %.0f s (%s)\n", rt->wrank,
+              what ? what : "the step", now - t0,
+              pend[0] ? pend : "a rank it waits for may have died, or a kernel hangs");
+      fflush(stderr);
+      bp_tp_abort(rt->tp, 1);
+      return bp_errf(e, "the GPU's queued work did not complete"); /* not reached */
+    }
+    if (++polls > 64) {
+      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+/* Every device flag raised since the last look: the first raiser's tag names the instruction and
+ * the node (g_eval), or the node alone when the program is too long for the code. */
+static int check_flags(bp_rt *rt, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  int flag = 0;
+  if (bp_cuda_take_flag(g->dc, &flag, e) < 0) return -1;
+  if (!flag) return 0;
+  int tag = flag - 1, node = tag % g->total_nodes, instr = tag / g->total_nodes - 1;
+  int s = 0;
+  while (s + 1 < rt->model->n_stages && node >= g->stage_off[s + 1]) s++;
+  const bp_node *n = g->nodes[node];
+  const bp_rank_program *rp = &rt->prog->rank[rt->r];
+  if (instr >= 0 && instr < rp->n)
+    return bp_errf(e, "stage %d micro-batch %d (%s, instruction %d): node '%s' (%s): an index or target is out of "
+                   "range (found by the GPU kernel)", s, rp->code[instr].mb, bp_op_name((bp_op)rp->code[instr].op),
+                   instr, n->name ? n->name : "", n->op_type);
+  return bp_errf(e, "stage %d: node '%s' (%s): an index or target is out of range (found by the GPU kernel)", s,
+                 n->name ? n->name : "", n->op_type);
+}
+
+/* Waits for everything queued on the stream (under the watchdog). */
+static int drain(bp_rt *rt, const char *what, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  CU(cudaEventRecord(g->idle, g->stream), what);
+  return wait_event(rt, g->idle, what, e);
+}
 
 static void *g_alloc(bp_rt *rt, int64_t n, const char *what, bp_err *e) {
   void *p = NULL;
@@ -61,7 +159,7 @@ static void *g_alloc(bp_rt *rt, int64_t n, const char *what, bp_err *e) {
     return NULL;
   }
   rc = cudaMemsetAsync(p, 0, bytes, GPU(rt)->stream);
-  if (rc == cudaSuccess) rc = cudaStreamSynchronize(GPU(rt)->stream);
+  if (rc == cudaSuccess) rc = cudaStreamSynchronize(GPU(rt)->stream); /* start-up: nothing else queued */
   if (rc != cudaSuccess) {
     cu_fail(e, what, "cudaMemsetAsync(arena, 0, bytes, stream)", rc);
     cudaFree(p);
@@ -78,20 +176,19 @@ static void g_release(bp_rt *rt, void *p) {
   if (rc != cudaSuccess) fprintf(stderr, "train: rank %d: cudaFree(arena) failed: %s\n", rt->wrank, cudaGetErrorString(rc));
 }
 
+/* Plain copies (weights, checkpoints, tied gradients): the stream is drained under the watchdog
+ * first, so the blocking copy never waits on a transfer that may not come. */
 static int g_put(bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e) {
   if (n <= 0) return 0;
-  cudaStream_t s = GPU(rt)->stream;
-  CU(cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyHostToDevice, s), what);
-  /* the host buffer may be reused as soon as this returns */
-  CU(cudaStreamSynchronize(s), what);
+  if (drain(rt, what, e) < 0) return -1;
+  CU(cudaMemcpy(dst, src, (size_t)n, cudaMemcpyHostToDevice), what);
   return 0;
 }
 
 static int g_get(bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e) {
   if (n <= 0) return 0;
-  cudaStream_t s = GPU(rt)->stream;
-  CU(cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToHost, s), what);
-  CU(cudaStreamSynchronize(s), what);
+  if (drain(rt, what, e) < 0) return -1;
+  CU(cudaMemcpy(dst, src, (size_t)n, cudaMemcpyDeviceToHost), what);
   return 0;
 }
 
@@ -107,11 +204,83 @@ static int g_zero(bp_rt *rt, void *dst, int64_t n, const char *what, bp_err *e) 
   return 0;
 }
 
+/* A pinned block with room for n bytes of uploads: the next one round the ring, once its earlier
+ * copies are done (it was used UP_BLOCKS uploads ago, so this rarely waits). */
+static void *g_stage(bp_rt *rt, int64_t n, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  up_block *b = &g->up[g->up_next];
+  if (b->pending && wait_event(rt, b->done, "an upload's staging block", e) < 0) return NULL;
+  b->pending = 0;
+  if (n > b->cap) {
+    if (b->p && cudaFreeHost(b->p) != cudaSuccess) (void)cudaGetLastError();
+    b->p = NULL;
+    b->cap = 0;
+    cudaError_t rc = cudaHostAlloc((void **)&b->p, (size_t)(n > 0 ? n : 1), cudaHostAllocDefault);
+    if (rc != cudaSuccess) {
+      cu_fail(e, "pinned staging of data inputs", "cudaHostAlloc", rc);
+      return NULL;
+    }
+    b->cap = n;
+  }
+  b->used = 0;
+  g->up_cur = g->up_next;
+  g->up_next = (g->up_next + 1) % UP_BLOCKS;
+  return b->p;
+}
+
+/* src lies in the block g_stage gave; the copy is queued, the block's event recorded after it. */
+static int g_upload(bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  if (g->up_cur < 0) return bp_errf(e, "internal: %s: an upload without a staging block", what);
+  up_block *b = &g->up[g->up_cur];
+  if ((const uint8_t *)src < b->p || (const uint8_t *)src + n > b->p + b->cap)
+    return bp_errf(e, "internal: %s: the source is not in the staging block", what);
+  if (n <= 0) return 0;
+  CU(cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyHostToDevice, g->stream), what);
+  CU(cudaEventRecord(b->done, g->stream), what);
+  b->pending = 1;
+  return 0;
+}
+
+/* dst (host) receives the n bytes at src at the next sync. */
+static int g_fetch(bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  if (n <= 0) return 0;
+  int64_t at = (g->fetch_used + 15) & ~(int64_t)15;
+  if (at + n > g->fetch_cap) {
+    /* the landing area fills only when a step fetches more than planned: wait and start over */
+    if (drain(rt, what, e) < 0) return -1;
+    for (int i = 0; i < g->nfetch; i++)
+      memcpy(g->fetch[i].dst, g->fetch_host + g->fetch[i].at, (size_t)g->fetch[i].n);
+    g->nfetch = 0;
+    g->fetch_used = at = 0;
+    if (n > g->fetch_cap) {
+      if (g->fetch_host && cudaFreeHost(g->fetch_host) != cudaSuccess) (void)cudaGetLastError();
+      g->fetch_host = NULL;
+      g->fetch_cap = 0;
+      CU(cudaHostAlloc((void **)&g->fetch_host, (size_t)n, cudaHostAllocDefault), what);
+      g->fetch_cap = n;
+    }
+  }
+  if (g->nfetch == g->capfetch) {
+    int cap = g->capfetch ? 2 * g->capfetch : 64;
+    fetch_rec *f = realloc(g->fetch, sizeof *f * (size_t)cap);
+    if (!f) return bp_errf(e, "out of memory");
+    g->fetch = f;
+    g->capfetch = cap;
+  }
+  CU(cudaMemcpyAsync(g->fetch_host + at, src, (size_t)n, cudaMemcpyDeviceToHost, g->stream), what);
+  g->fetch[g->nfetch++] = (fetch_rec){dst, at, n};
+  g->fetch_used = at + n;
+  return 0;
+}
+
 static int g_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e) {
   rt_gpu *g = GPU(rt);
   const bp_rt_stage *st = c->st;
   const bp_node *n = &st->nodes[k];
-  const bp_cuda_op *op = g->ops[g->stage_off[st->index] + k];
+  int node = g->stage_off[st->index] + k;
+  const bp_cuda_op *op = g->ops[node];
   enum { MAXIO = 256 };
   const void *host[MAXIO];
   if (n->nin > MAXIO) return bp_errf(e, "node '%s' (%s): more than %d inputs", n->name, n->op_type, MAXIO);
@@ -123,16 +292,77 @@ static int g_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_
    * each of them on poisoned outputs), and kernels/cuda/exec.c hands them uninitialised memory. */
   ctx->device = g->dc;
   bp_cuda_set_host_inputs(g->dc, host, n->nin);
-  bp_cuda_set_tag(g->dc, k);
+  /* the flag's tag: (instruction + 1) x nodes + node, when it fits an int (check_flags decodes it) */
+  int64_t code = ((int64_t)rt->cur_instr + 1) * g->total_nodes + node;
+  bp_cuda_set_tag(g->dc, code < 2147483000 ? (int)code : node);
   int rc = op->eval(ctx, n, in, n->nin, out, n->nout, e);
   bp_cuda_set_host_inputs(g->dc, NULL, 0);
   return rc;
 }
 
-static int g_finish(bp_rt *rt, rt_chunk *c, bp_err *e) {
+static int g_step_begin(bp_rt *rt, bp_err *e) {
   rt_gpu *g = GPU(rt);
-  int s = c->st->index;
-  return bp_cuda_check_flags(g->dc, g->nodes + g->stage_off[s], g->stage_off[s + 1] - g->stage_off[s], e);
+  g->ntimed = 0;
+  /* the stream is idle here (the last step ended with a sync): the reference is now */
+  CU(cudaEventRecord(g->tev[0], g->stream), "the step's timing reference");
+  g->t_ref = bp_tp_now();
+  return 0;
+}
+
+static int g_begin(bp_rt *rt, rt_chunk *c, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  (void)c;
+  if (g->ntimed == g->captimed) {
+    int cap = g->captimed ? 2 * g->captimed : 64;
+    cudaEvent_t *t = realloc(g->tev, sizeof *t * (size_t)(2 * cap + 1));
+    if (t) g->tev = t;
+    timed *ti = realloc(g->tinfo, sizeof *ti * (size_t)cap);
+    if (ti) g->tinfo = ti;
+    if (!t || !ti) return bp_errf(e, "out of memory");
+    for (int i = 2 * g->captimed + 1; i < 2 * cap + 1; i++) {
+      cudaError_t rc = cudaEventCreate(&g->tev[i]);
+      if (rc != cudaSuccess) {
+        g->captimed = (i - 1) / 2; /* what was made is destroyed by g_close */
+        return cu_fail(e, "a timing event", "cudaEventCreate", rc);
+      }
+    }
+    g->captimed = cap;
+  }
+  CU(cudaEventRecord(g->tev[1 + 2 * g->ntimed], g->stream), "a timing event");
+  return 0;
+}
+
+static int g_finish(bp_rt *rt, rt_chunk *c, int op, int mb, double t0, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  (void)t0;
+  CU(cudaEventRecord(g->tev[2 + 2 * g->ntimed], g->stream), "a timing event");
+  g->tinfo[g->ntimed++] = (timed){op, c->index, mb};
+  if (g->sync_each) return rt->dev->sync(rt, "BP_RT_SYNC=1: the instruction's kernels", e);
+  return 0;
+}
+
+/* After a drain: the compute instructions' spans into the busy time and the trace. */
+static int account(bp_rt *rt, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  for (int i = 0; i < g->ntimed; i++) {
+    float a = 0, b = 0;
+    CU(cudaEventElapsedTime(&a, g->tev[0], g->tev[1 + 2 * i]), "the compute timing");
+    CU(cudaEventElapsedTime(&b, g->tev[0], g->tev[2 + 2 * i]), "the compute timing");
+    rt->busy_s += (b - a) * 1e-3;
+    bp_rt_trace_add(rt, g->tinfo[i].op, g->tinfo[i].chunk, g->tinfo[i].mb, -1, g->t_ref + a * 1e-3,
+                    g->t_ref + b * 1e-3);
+  }
+  /* later spans are measured from the last one (the stream runs on from there) */
+  if (g->ntimed > 0) {
+    float last = 0;
+    CU(cudaEventElapsedTime(&last, g->tev[0], g->tev[2 * g->ntimed]), "the compute timing");
+    cudaEvent_t t = g->tev[0];
+    g->tev[0] = g->tev[2 * g->ntimed];
+    g->tev[2 * g->ntimed] = t;
+    g->t_ref += last * 1e-3;
+  }
+  g->ntimed = 0;
+  return 0;
 }
 
 static int g_accumulate(bp_rt *rt, float *acc, const float *x, int64_t n, bp_err *e) {
@@ -144,7 +374,10 @@ static int g_sumsq(bp_rt *rt, const float *const *x, const int64_t *n, int count
   if (bp_cuda_memset(g->dc, g->acc, 0, sizeof(double), "the gradient norm", e) < 0) return -1;
   for (int i = 0; i < count; i++)
     if (bp_cuda_sumsq(g->dc, x[i], n[i], g->acc, e) < 0) return -1;
-  return bp_cuda_download(g->dc, sq, g->acc, sizeof(double), "the gradient norm", e);
+  CU(cudaMemcpyAsync(g->sq_host, g->acc, sizeof(double), cudaMemcpyDeviceToHost, g->stream), "the gradient norm");
+  if (drain(rt, "the gradient norm", e) < 0 || check_flags(rt, e) < 0) return -1;
+  *sq = *g->sq_host;
+  return 0;
 }
 
 static int g_sgd(bp_rt *rt, float *p, const float *gr, float *buf, int64_t n, int first, double gscale, bp_err *e) {
@@ -159,11 +392,31 @@ static int g_adamw(bp_rt *rt, float *p, const float *gr, float *m, float *v, int
                               hp->weight_decay, gscale, e);
 }
 
-static int g_sync(bp_rt *rt, const char *what, bp_err *e) { return bp_cuda_sync(GPU(rt)->dc, what, e); }
+/* Everything queued is done: the fetched bytes land, device flags are reported, compute spans
+ * are accounted. */
+static int g_sync(bp_rt *rt, const char *what, bp_err *e) {
+  rt_gpu *g = GPU(rt);
+  if (drain(rt, what, e) < 0 || check_flags(rt, e) < 0) return -1;
+  for (int i = 0; i < g->nfetch; i++) memcpy(g->fetch[i].dst, g->fetch_host + g->fetch[i].at, (size_t)g->fetch[i].n);
+  g->nfetch = 0;
+  g->fetch_used = 0;
+  return account(rt, e);
+}
 
 static void g_close(bp_rt *rt) {
   rt_gpu *g = GPU(rt);
   if (!g) return;
+  /* teardown: statuses are not checked (nothing is left to report them to) */
+  if (g->stream) cudaStreamSynchronize(g->stream);
+  for (int i = 0; i < UP_BLOCKS; i++) {
+    if (g->up[i].p) cudaFreeHost(g->up[i].p);
+    if (g->up[i].done) cudaEventDestroy(g->up[i].done);
+  }
+  if (g->tev)
+    for (int i = 0; i < 2 * g->captimed + 1; i++) cudaEventDestroy(g->tev[i]);
+  if (g->idle) cudaEventDestroy(g->idle);
+  if (g->fetch_host) cudaFreeHost(g->fetch_host);
+  if (g->sq_host) cudaFreeHost(g->sq_host);
   if (g->dc) {
     bp_cuda_release(g->dc, g->acc);
     if (bp_cuda_host_runs(g->dc) > 0 && rt->wrank == 0 && !rt->o.quiet)
@@ -171,6 +424,9 @@ static void g_close(bp_rt *rt) {
               (long long)bp_cuda_host_runs(g->dc), bp_cuda_host_ops(g->dc));
     bp_cuda_free(g->dc);
   }
+  free(g->tev);
+  free(g->tinfo);
+  free(g->fetch);
   free(g->stage_off);
   free(g->ops);
   free(g->nodes);
@@ -179,8 +435,27 @@ static void g_close(bp_rt *rt) {
 }
 
 static const bp_rt_dev dev_cuda = {
-    "cuda",  0,        g_alloc,      g_release, g_put, g_get,   g_copy, g_zero,
-    g_eval,  g_finish, g_accumulate, g_sumsq,   g_sgd, g_adamw, g_sync, g_close,
+    .name = "cuda",
+    .host_memory = 0,
+    .alloc = g_alloc,
+    .release = g_release,
+    .put = g_put,
+    .get = g_get,
+    .copy = g_copy,
+    .zero = g_zero,
+    .stage = g_stage,
+    .upload = g_upload,
+    .fetch = g_fetch,
+    .eval = g_eval,
+    .step_begin = g_step_begin,
+    .begin = g_begin,
+    .finish = g_finish,
+    .accumulate = g_accumulate,
+    .sumsq = g_sumsq,
+    .sgd = g_sgd,
+    .adamw = g_adamw,
+    .sync = g_sync,
+    .close = g_close,
 };
 
 void *bp_rt_cuda_context(bp_rt *rt) { return rt->gpu ? GPU(rt)->dc : NULL; }
@@ -218,7 +493,7 @@ int bp_rt_cuda_open(bp_rt *rt, bp_err *e) {
   if (!g->stage_off) return bp_errf(e, "out of memory");
   g->stage_off[0] = 0;
   for (int s = 0; s < m->n_stages; s++) g->stage_off[s + 1] = g->stage_off[s] + m->stages[s].nnodes;
-  int total = g->stage_off[m->n_stages];
+  int total = g->total_nodes = g->stage_off[m->n_stages];
   g->ops = calloc((size_t)(total ? total : 1), sizeof *g->ops);
   g->nodes = calloc((size_t)(total ? total : 1), sizeof *g->nodes);
   if (!g->ops || !g->nodes) return bp_errf(e, "out of memory");
@@ -232,6 +507,17 @@ int bp_rt_cuda_open(bp_rt *rt, bp_err *e) {
       g->nodes[g->stage_off[s] + k] = n;
     }
   if (!(g->acc = bp_cuda_alloc(g->dc, sizeof(double), "the gradient norm", e))) return -1;
+  const char *sy = getenv("BP_RT_SYNC");
+  g->sync_each = sy && *sy && strcmp(sy, "0") != 0;
+  g->up_cur = -1;
+  CU(cudaEventCreateWithFlags(&g->idle, cudaEventDisableTiming), "setting up the GPU");
+  for (int i = 0; i < UP_BLOCKS; i++) CU(cudaEventCreateWithFlags(&g->up[i].done, cudaEventDisableTiming), "setting up the GPU");
+  CU(cudaHostAlloc((void **)&g->sq_host, sizeof(double), cudaHostAllocDefault), "setting up the GPU");
+  /* the losses of a step's micro-batches land here (16 bytes each, aligned) */
+  g->fetch_cap = 16 * (int64_t)(rt->N > 0 ? rt->N : 1) * (rt->C > 0 ? rt->C : 1);
+  CU(cudaHostAlloc((void **)&g->fetch_host, (size_t)g->fetch_cap, cudaHostAllocDefault), "setting up the GPU");
+  if (!(g->tev = calloc(1, sizeof *g->tev))) return bp_errf(e, "out of memory");
+  CU(cudaEventCreate(&g->tev[0]), "setting up the GPU");
   if (bp_cuda_sync(g->dc, "setting up the GPU", e) < 0) return -1;
   snprintf(rt->device_desc, sizeof rt->device_desc, "cuda: %s (rank 0 on GPU %d of %d visible), GEMM precision %s",
            bp_cuda_device_name(g->dc), g->device, count, bp_precision_name(prec));

@@ -105,35 +105,31 @@ static int wait_recv(bp_rt *rt, rt_chunk *c, int mb, int *req, int grad, bp_err 
   return 0;
 }
 
-/* A host buffer of at least n bytes (data inputs on their way to device arenas). */
-static void *host_buf(bp_rt *rt, int64_t n, bp_err *e) {
-  if (n > rt->hostbuf_cap) {
-    void *p = realloc(rt->hostbuf, (size_t)n);
-    if (!p) {
-      bp_rt_errf(rt, e, "out of memory (%lld bytes of data inputs)", (long long)n);
-      return NULL;
-    }
-    rt->hostbuf = p;
-    rt->hostbuf_cap = n;
-  }
-  return rt->hostbuf;
-}
-
+/* Data inputs and the loss weight of a forward. The CPU writes them into the slot; a GPU fills one
+ * staging buffer of the device with all of them and queues their uploads (no wait). */
 static int write_inputs(bp_rt *rt, rt_chunk *c, int mb, uint8_t *slot, bp_err *e) {
   const bp_rt_stage *st = c->st;
   int g = global_sample(rt, mb), host = rt->dev->host_memory;
+  int64_t total = 0;
+  for (int i = 0; i < st->n_data; i++) total += (st->tensors[st->data[i].tensor].nbytes + 15) & ~(int64_t)15;
+  if (st->loss_weight >= 0) total += 16;
+  uint8_t *buf = NULL;
+  if (!host && total > 0 && !(buf = rt->dev->stage(rt, total, e))) return bp_rt_err_wrap(rt, e, "staging data inputs");
+  int64_t at = 0;
   for (int i = 0; i < st->n_data; i++) {
     const bp_rt_tensor *t = &st->tensors[st->data[i].tensor];
-    void *dst = host ? slot + t->offset : host_buf(rt, t->nbytes, e);
-    if (!dst || bp_rt_data_fill(&rt->data, rt->data_pos, g, &st->data[i], t, dst, e) < 0) return -1;
-    if (!host && rt->dev->put(rt, slot + t->offset, dst, t->nbytes, "uploading a data input", e) < 0)
+    uint8_t *dst = host ? slot + t->offset : buf + at;
+    if (bp_rt_data_fill(&rt->data, rt->data_pos, g, &st->data[i], t, dst, e) < 0) return -1;
+    if (!host && rt->dev->upload(rt, slot + t->offset, dst, t->nbytes, "uploading a data input", e) < 0)
       return bp_rt_err_wrap(rt, e, NULL);
+    at += (t->nbytes + 15) & ~(int64_t)15;
   }
   if (st->loss_weight >= 0) {
     const bp_rt_tensor *t = &st->tensors[st->loss_weight];
-    uint8_t w[16];
-    bp_set_f64(w, (bp_dtype)t->dtype, 0, rt->mb_weight[g]);
-    if (rt->dev->put(rt, slot + t->offset, w, t->nbytes, "uploading the loss weight", e) < 0)
+    if (t->nbytes > 16) return bp_rt_errf(rt, e, "plan: stage %d: the loss weight has %lld bytes (a scalar expected)", c->stage, (long long)t->nbytes);
+    uint8_t *dst = host ? slot + t->offset : buf + at;
+    bp_set_f64(dst, (bp_dtype)t->dtype, 0, rt->mb_weight[g]);
+    if (!host && rt->dev->upload(rt, slot + t->offset, dst, t->nbytes, "uploading the loss weight", e) < 0)
       return bp_rt_err_wrap(rt, e, NULL);
   }
   return 0;
@@ -177,6 +173,7 @@ static int compute(bp_rt *rt, const bp_instr *in, bp_err *e) {
   ex.rt = rt;
   ex.e = e;
   double t0 = bp_tp_now();
+  if (rt->dev->begin(rt, c, e) < 0) return bp_rt_err_wrap(rt, e, "stage %d micro-batch %d", c->stage, mb);
   int rc = 0;
   if (op == BP_OP_FWD) rc = st->forward ? st->forward(&ex.x) : run_range(&ex.x, 0, st->n_forward);
   if (rc == 0 && (op == BP_OP_BWD || op == BP_OP_BWD_INPUT))
@@ -190,18 +187,15 @@ static int compute(bp_rt *rt, const bp_instr *in, bp_err *e) {
     return -1;
   }
   if ((op == BP_OP_BWD || op == BP_OP_BWD_WEIGHT) && accumulate_grads(rt, c, e) < 0) return -1;
-  /* a GPU finishes the instruction's kernels here (so the busy time is the device's) */
-  if (rt->dev->finish(rt, c, e) < 0) return bp_rt_err_wrap(rt, e, "stage %d micro-batch %d", c->stage, mb);
-  double t1 = bp_tp_now();
-  rt->busy_s += t1 - t0;
-  bp_rt_trace_add(rt, op, c->index, mb, -1, t0, t1);
+  /* the device accounts the instruction's span (a GPU: queued, not waited for) */
+  if (rt->dev->finish(rt, c, op, mb, t0, e) < 0) return bp_rt_err_wrap(rt, e, "stage %d micro-batch %d", c->stage, mb);
   if (op == BP_OP_FWD && st->loss >= 0) {
+    /* the loss comes back with the step's sync before the optimizer step reads it */
     const bp_rt_tensor *t = &st->tensors[st->loss];
-    uint8_t v[16];
-    if (rt->dev->get(rt, v, sl->base + t->offset, t->nbytes, "reading the loss back", e) < 0)
+    if (t->nbytes > 16) return bp_rt_errf(rt, e, "plan: stage %d: the loss has %lld bytes (a scalar expected)", c->stage, (long long)t->nbytes);
+    if (rt->dev->fetch(rt, rt->mb_loss_raw + 16 * mb, sl->base + t->offset, t->nbytes, "reading the loss back", e) < 0)
       return bp_rt_err_wrap(rt, e, NULL);
-    rt->mb_loss[mb] = bp_get_f64(v, (bp_dtype)t->dtype, 0);
-    rt->mb_done[mb] = 1;
+    rt->mb_done[mb] = (unsigned char)(1 + t->dtype);
   }
   return 0;
 }
@@ -250,7 +244,9 @@ static int local_copy(bp_rt *rt, const bp_instr *in, bp_err *e) {
 }
 
 /* Test hook (documented in --help): BITPIPE_FAULT=RANK:STEP:kill|exit|hang makes world rank RANK
- * SIGKILL itself at the start of step STEP, or exit / stop responding halfway through it. */
+ * SIGKILL itself at the start of step STEP, or exit / stop responding halfway through it; STEP
+ * "init" (fault_step -1) does it before the GPU transport is chosen (bp_rt_fault_startup), "nccl"
+ * (-2, hang only) before the rank joins the NCCL communicator (transport_nccl.c). */
 static void fault(bp_rt *rt, int at_start) {
   if (rt->fault_kind == 0 || rt->wrank != rt->fault_rank || rt->step + 1 != rt->fault_step) return;
   if (at_start && rt->fault_kind == 1) raise(SIGKILL);
@@ -264,6 +260,16 @@ static void fault(bp_rt *rt, int at_start) {
     fflush(stderr);
     for (;;) pause();
   }
+}
+
+void bp_rt_fault_startup(bp_rt *rt, int where) {
+  if (rt->fault_kind == 0 || rt->wrank != rt->fault_rank || rt->fault_step != where) return;
+  const char *at = where == -1 ? "before the GPU transport is chosen" : "at start-up";
+  if (rt->fault_kind == 1) raise(SIGKILL);
+  fprintf(stderr, "rank %d: BITPIPE_FAULT: %s %s\n", rt->wrank, rt->fault_kind == 2 ? "exiting" : "stopping", at);
+  fflush(stderr);
+  if (rt->fault_kind == 2) _exit(0);
+  for (;;) pause();
 }
 
 static int loss_weights(bp_rt *rt, bp_err *e) {
@@ -285,10 +291,12 @@ int bp_rt_exec_step(bp_rt *rt, bp_err *e) {
   double t0 = bp_tp_now();
   rt->busy_s = 0;
   fault(rt, 1);
+  if (rt->dev->step_begin(rt, e) < 0) return bp_rt_err_wrap(rt, e, NULL);
   if (loss_weights(rt, e) < 0) return -1;
   memset(rt->mb_done, 0, (size_t)rt->N);
   for (int i = 0; i < rp->n; i++) {
     const bp_instr *in = &rp->code[i];
+    rt->cur_instr = i;
     if (i == rp->n / 2) fault(rt, 0);
     /* a run of joined p2p instructions is posted as one batch */
     rt->tp->hold = bp_op_is_p2p((bp_op)in->op) && i + 1 < rp->n && rp->code[i + 1].joined &&
@@ -315,10 +323,15 @@ int bp_rt_exec_step(bp_rt *rt, bp_err *e) {
     case BP_OP_ALLREDUCE_START: rc = bp_rt_allreduce_start(rt, &rt->chunk[in->chunk], e); break;
     case BP_OP_ALLREDUCE_WAIT: rc = bp_rt_allreduce_wait(rt, &rt->chunk[in->chunk], e); break;
     case BP_OP_OPTIMIZER_STEP: {
+      double ts = bp_tp_now();
+      /* the step's compute is done and its losses have come back */
+      if (rt->dev->sync(rt, "the step's compute", e) < 0) return bp_rt_err_wrap(rt, e, NULL);
       double local = 0;
       for (int m = 0; m < rt->N; m++)
-        if (rt->mb_done[m]) local += rt->mb_weight[global_sample(rt, m)] * rt->mb_loss[m];
-      double ts = bp_tp_now();
+        if (rt->mb_done[m]) {
+          rt->mb_loss[m] = bp_get_f64(rt->mb_loss_raw + 16 * m, (bp_dtype)(rt->mb_done[m] - 1), 0);
+          local += rt->mb_weight[global_sample(rt, m)] * rt->mb_loss[m];
+        }
       rc = bp_rt_sync_grads(rt, local, e);
       double tu = bp_tp_now();
       bp_rt_trace_add(rt, RT_EV_SYNC, -1, -1, -1, ts, tu);

@@ -62,7 +62,9 @@ static void help(const bp_rt_plan *plan, FILE *f) {
           "  --save-onnx FILE       the trained weights written into a copy of %s\n"
           "\n"
           "environment: BITPIPE_FAULT=RANK:STEP:kill|exit|hang (tests only) makes world rank RANK SIGKILL itself\n"
-          "at the start of step STEP, or exit / stop responding in its middle.\n",
+          "at the start of step STEP, or exit / stop responding in its middle; STEP 'init': before the GPU\n"
+          "transport is chosen; RANK:nccl:hang: before RANK joins the NCCL communicator. BP_RT_SYNC=1: on a\n"
+          "GPU, wait for the kernels after every compute instruction (to find asynchronous faults).\n",
           p->schedule, p->D, p->N, m->batch, m->seq, m->n_stages, (unsigned long long)plan->hp.seed,
           m->weights_file ? m->weights_file : "train.weights", plan->hp.optimizer == 1 ? "adamw" : "sgd", plan->hp.lr,
           plan->hp.momentum, plan->hp.weight_decay, plan->hp.beta1, plan->hp.beta2, plan->hp.eps, plan->hp.clip,
@@ -313,11 +315,22 @@ static int parse_fault(bp_rt *rt) {
   const char *f = getenv("BITPIPE_FAULT");
   if (!f || !*f) return 0;
   int rank;
-  long step;
-  char kind[16];
-  if (sscanf(f, "%d:%ld:%15s", &rank, &step, kind) != 3 ||
-      (strcmp(kind, "kill") && strcmp(kind, "exit") && strcmp(kind, "hang"))) {
-    if (rt->wrank == 0) fprintf(stderr, "train: BITPIPE_FAULT is RANK:STEP:kill|exit|hang, got '%s'\n", f);
+  char at[16], kind[16];
+  long step = 0;
+  char *end = NULL;
+  int ok = sscanf(f, "%d:%15[^:]:%15s", &rank, at, kind) == 3 &&
+           (!strcmp(kind, "kill") || !strcmp(kind, "exit") || !strcmp(kind, "hang"));
+  if (ok && !strcmp(at, "init")) step = -1;
+  else if (ok && !strcmp(at, "nccl")) {
+    step = -2;
+    ok = !strcmp(kind, "hang");
+  } else if (ok) {
+    step = strtol(at, &end, 10);
+    ok = end && *end == 0 && end != at;
+  }
+  if (!ok) {
+    if (rt->wrank == 0)
+      fprintf(stderr, "train: BITPIPE_FAULT is RANK:STEP|init:kill|exit|hang or RANK:nccl:hang, got '%s'\n", f);
     return -1;
   }
   rt->fault_rank = rank;
@@ -340,6 +353,7 @@ static void rt_free(bp_rt *rt) {
   free(rt->mb_weight);
   free(rt->mb_loss);
   free(rt->mb_done);
+  free(rt->mb_loss_raw);
   free(rt->ev);
   for (int i = 0; i < rt->o.ninputs; i++) free((char *)rt->o.input_name[i]);
 }
@@ -385,7 +399,8 @@ int bp_rt_main(const bp_rt_plan *plan, int argc, char **argv) {
   rt.mb_weight = malloc(sizeof(double) * (size_t)rt.N * rt.R);
   rt.mb_loss = malloc(sizeof(double) * (size_t)rt.N);
   rt.mb_done = malloc((size_t)rt.N);
-  if (!rt.mb_weight || !rt.mb_loss || !rt.mb_done) bp_errf(&e, "rank %d: out of memory", rt.wrank);
+  rt.mb_loss_raw = calloc((size_t)rt.N, 16);
+  if (!rt.mb_weight || !rt.mb_loss || !rt.mb_done || !rt.mb_loss_raw) bp_errf(&e, "rank %d: out of memory", rt.wrank);
   /* the device (a GPU: arenas in its memory), then the transport for it (collective) */
   if (!e.set) bp_rt_device_open(&rt, &e);
   if (agree(&rt, e.set, &e)) goto finalize;

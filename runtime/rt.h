@@ -95,7 +95,7 @@ enum { RT_EV_WAIT_ACT = 100, RT_EV_WAIT_GRAD, RT_EV_WAIT_SEND, RT_EV_WAIT_ALLRED
 
 struct bp_rt;
 /* ---- the device (device.c, device_cuda.c): where the arenas live and what is done to them ----
- * Every touch of arena memory outside the kernels goes through these, so the executor, gradient
+ * The GPU queues work and waits only in sync, put/get and sumsq (device_cuda.c). Every touch of arena memory outside the kernels goes through these, so the executor, gradient
  * sync, optimizer, weights and checkpoints are the same code on the CPU and on a GPU. The CPU's
  * implementations are the plain loops and memcpy of the single-process trainer (bit-identical);
  * the GPU's run on the device context's stream and are checked (errors name the call and `what`). */
@@ -104,22 +104,33 @@ typedef struct bp_rt_dev {
   int host_memory;                   /* arenas are plain host memory (the CPU) */
   void *(*alloc)(struct bp_rt *rt, int64_t n, const char *what, bp_err *e); /* zeroed; NULL on failure */
   void (*release)(struct bp_rt *rt, void *p);
+  /* plain copies, complete on return (the GPU waits for its queue first, under the watchdog) */
   int (*put)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e); /* host -> arena */
   int (*get)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e); /* arena -> host */
   int (*copy)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e);
   int (*zero)(struct bp_rt *rt, void *dst, int64_t n, const char *what, bp_err *e);
+  /* queued uploads: stage gives a host buffer of n bytes to fill, upload queues the copy of a
+   * piece of it into an arena (the buffer is the device's until the copy is done) */
+  void *(*stage)(struct bp_rt *rt, int64_t n, bp_err *e);
+  int (*upload)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e);
+  /* a queued download: the host's dst holds the bytes after the next sync */
+  int (*fetch)(struct bp_rt *rt, void *dst, const void *src, int64_t n, const char *what, bp_err *e);
   /* node k of chunk c's stage on bound values (outputs cleared first, as the CPU executor's calloc) */
   int (*eval)(struct bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e);
-  /* after the nodes of one compute instruction: the GPU waits for them and reports a node whose
-   * kernel found bad data (named with the chunk's stage) */
-  int (*finish)(struct bp_rt *rt, rt_chunk *c, bp_err *e);
+  int (*step_begin)(struct bp_rt *rt, bp_err *e);
+  /* around the nodes of one compute instruction; the device adds its span to busy_s and the trace
+   * (the CPU: host clocks from t0; the GPU: events on the stream, accounted at the next sync) */
+  int (*begin)(struct bp_rt *rt, rt_chunk *c, bp_err *e);
+  int (*finish)(struct bp_rt *rt, rt_chunk *c, int op, int mb, double t0, bp_err *e);
   int (*accumulate)(struct bp_rt *rt, float *acc, const float *x, int64_t n, bp_err *e); /* acc += x */
   /* *sq = sum over the count buffers of x^2, in double */
   int (*sumsq)(struct bp_rt *rt, const float *const *x, const int64_t *n, int count, double *sq, bp_err *e);
   int (*sgd)(struct bp_rt *rt, float *p, const float *g, float *buf, int64_t n, int first, double gscale, bp_err *e);
   int (*adamw)(struct bp_rt *rt, float *p, const float *g, float *m, float *v, int64_t n, int step, double gscale,
                bp_err *e);
-  int (*sync)(struct bp_rt *rt, const char *what, bp_err *e); /* everything queued is done */
+  /* everything queued is done (under the watchdog), fetches have landed, kernels' bad-data flags
+   * are reported (naming the instruction and node) */
+  int (*sync)(struct bp_rt *rt, const char *what, bp_err *e);
   void (*close)(struct bp_rt *rt);
 } bp_rt_dev;
 
@@ -156,7 +167,8 @@ typedef struct bp_rt {
   int64_t data_pos;                  /* sequences consumed before this step */
   double *mb_weight;                 /* [N*R]: loss weight per global sample of the step */
   double *mb_loss;                   /* [N]: loss of each micro-batch whose last stage ran here */
-  unsigned char *mb_done;            /* [N]: mb_loss[m] is set */
+  unsigned char *mb_done;            /* [N]: 0, or 1 + the loss's dtype once micro-batch m's loss was fetched
+                                        (into mb_loss_raw; mb_loss[m] is set at the optimizer step) */
   double loss, grad_norm;            /* of the last step */
   int err_everywhere;                /* the error is the same on every rank (rank 0 reports it) */
   /* measured */
@@ -169,12 +181,14 @@ typedef struct bp_rt {
   int tracing;
   bp_rt_event *ev;
   long nev, capev;
-  /* fault injection (tests): BITPIPE_FAULT=RANK:STEP:kill|exit|hang */
+  /* fault injection (tests): BITPIPE_FAULT=RANK:STEP|init|nccl:kill|exit|hang (fault_step -1: init, -2: nccl) */
   int fault_rank, fault_kind;
   /* a host buffer for data inputs on their way to device arenas (executor.c) */
   uint8_t *hostbuf;
   int64_t hostbuf_cap;
   long fault_step;
+  int cur_instr;                     /* index of the instruction being run (device flags name it) */
+  unsigned char *mb_loss_raw;        /* [N * 16]: each micro-batch's loss as fetched (dev->fetch) */
 } bp_rt;
 
 /* log.c: rank-prefixed errors and rank-0 output */
@@ -221,6 +235,8 @@ const char *bp_rt_default_weights(const bp_rt_model *m, char *buf, size_t n);
 /* executor.c */
 int bp_rt_exec_step(bp_rt *rt, bp_err *e);
 int bp_rt_resolve_ops(const bp_rt_model *m, bp_err *e);
+/* BITPIPE_FAULT at a start-up point `where` (-1: before the GPU transport is chosen) */
+void bp_rt_fault_startup(bp_rt *rt, int where);
 
 /* gradsync.c */
 int bp_rt_groups_init(bp_rt *rt, bp_err *e);

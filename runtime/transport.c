@@ -1,10 +1,11 @@
 /* runtime/transport.c — what every transport shares: the watchdog wait (poll the request, sleep a
  * little between polls so oversubscribed ranks leave the CPU to the ranks computing, abort the job
  * with one line naming the rank waited for when the timeout passes), and the blocking helpers
- * built on the non-blocking calls (so they are watched too). */
+ * built on the non-blocking calls (so they are watched too), and the start-up roll call. */
 #include "runtime/transport.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 double bp_tp_now(void) {
@@ -18,6 +19,7 @@ int bp_tp_test(bp_tp *t, int req, int *done) { return t->impl->test(t, req, done
 int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why) {
   double t0 = bp_tp_now(), now = t0;
   long polls = 0;
+  t->why = why;
   for (;;) {
     int done = 0;
     if (t->impl->test(t, req, &done) < 0) return -1;
@@ -45,6 +47,7 @@ int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why) {
     }
   }
   t->waited_s += now - t0;
+  t->why = NULL;
   return 0;
 }
 
@@ -72,4 +75,83 @@ int bp_tp_unwrap_finalize(bp_tp *t, bp_tp *inner, int rc) {
     return -1;
   }
   return rc;
+}
+
+int bp_tp_rollcall_start(bp_tp *t, int tag, bp_tp_roll *r) {
+  int W = t->size, n = W - 1;
+  r->req = malloc(sizeof(int) * (size_t)(2 * n + 1));
+  r->buf = calloc((size_t)W + 1, 1);
+  if (!r->req || !r->buf) {
+    bp_tp_rollcall_end(r);
+    snprintf(t->err, sizeof t->err, "rank %d: out of memory", t->rank);
+    return -1;
+  }
+  for (int i = 0; i < 2 * n; i++) r->req[i] = -1;
+  r->buf[W] = 1; /* what every rank sends */
+  for (int w = 0, k = 0; w < W; w++) {
+    if (w == t->rank) continue;
+    if (t->impl->irecv(t, 0, r->buf + w, 1, w, tag, &r->req[k]) < 0 ||
+        t->impl->isend(t, 0, r->buf + W, 1, w, tag, &r->req[n + k]) < 0)
+      return -1; /* the caller aborts: requests in flight are left to MPI_Abort */
+    k++;
+  }
+  return 0;
+}
+
+int bp_tp_rollcall_missing(bp_tp *t, bp_tp_roll *r, int *missing) {
+  int W = t->size, n = W - 1;
+  *missing = -1;
+  for (int i = 0; i < 2 * n; i++) {
+    if (r->req[i] < 0) continue;
+    int done = 0;
+    if (t->impl->test(t, r->req[i], &done) < 0) return -1;
+    if (done) r->req[i] = -1;
+    else if (*missing < 0) *missing = i < n ? (i < t->rank ? i : i + 1) : -2; /* -2: only sends remain */
+  }
+  if (*missing == -2) *missing = W; /* sends in flight: not done, nobody to name */
+  return 0;
+}
+
+void bp_tp_rollcall_end(bp_tp_roll *r) {
+  free(r->req);
+  free(r->buf);
+  r->req = NULL;
+  r->buf = NULL;
+}
+
+int bp_tp_rollcall(bp_tp *t, int tag, const char *what) {
+  bp_tp_roll r = {0};
+  if (bp_tp_rollcall_start(t, tag, &r) < 0) {
+    bp_tp_rollcall_end(&r);
+    return -1;
+  }
+  double t0 = bp_tp_now();
+  long polls = 0;
+  for (;;) {
+    int missing;
+    if (bp_tp_rollcall_missing(t, &r, &missing) < 0) {
+      bp_tp_rollcall_end(&r);
+      return -1;
+    }
+    if (missing < 0) break;
+    double now = bp_tp_now();
+    if (now - t0 > t->timeout_s) {
+      if (missing < t->size)
+        fprintf(stderr, "rank %d: no %s from rank %d after %.0f s (rank %d may have died)\n", t->rank, what, missing,
+                now - t0, missing);
+      else
+        fprintf(stderr, "rank %d: %s not complete after %.0f s (a rank taking part may have died)\n", t->rank, what,
+                now - t0);
+      fflush(stderr);
+      t->impl->abort(t, 1);
+      bp_tp_rollcall_end(&r);
+      return -1; /* not reached */
+    }
+    if (++polls > 64) {
+      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  bp_tp_rollcall_end(&r);
+  return 0;
 }

@@ -39,6 +39,10 @@ typedef struct bp_tp_impl {
   void (*progress)(bp_tp *t);
   void (*abort)(bp_tp *t, int code);
   int (*finalize)(bp_tp *t);
+  /* optional (NULL: none): describes the oldest transfer the GPU's stream still waits for (a
+   * request the transport completed by ordering the stream after it, not by waiting), for the
+   * message of a watchdog that finds the stream stuck; "" when there is none */
+  void (*pending)(bp_tp *t, char *buf, size_t n);
 } bp_tp_impl;
 
 struct bp_tp {
@@ -51,17 +55,22 @@ struct bp_tp {
                            a transport that posts in groups (NCCL) keeps queueing until it is
                            cleared, so a batch is never split (the validator's batch semantics) */
   void *state;          /* the implementation's */
+  const struct bp_tp_why *why; /* what the current bp_tp_wait is for (a transport that hands a
+                                  request to the GPU's stream keeps it for `pending`) */
+  int fault_nccl;       /* tests (BITPIPE_FAULT=RANK:nccl:hang): this rank stops before joining the
+                           NCCL communicator; every rank then skips the one-GPU-per-rank check */
   char err[512];
 };
 
 /* What a wait is for, for the watchdog's message:
  *   "rank R: no <what> for micro-batch M from rank P after S s (rank P may have died)" (peer >= 0)
  *   "rank R: <what> not complete after S s (a rank taking part may have died)" (peer < 0) */
-typedef struct bp_tp_why {
+struct bp_tp_why {
   const char *what;     /* "activation", "gradient", "gradient all-reduce of stage 3", ... */
   int mb;               /* -1: none */
   int peer;             /* world rank, -1: a collective */
-} bp_tp_why;
+};
+typedef struct bp_tp_why bp_tp_why;
 
 /* MPI: initialises MPI (argc/argv as MPI_Init's) and fills *t; -1 with a message on stderr. */
 int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv);
@@ -81,6 +90,20 @@ int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv);
 int bp_tp_unwrap_finalize(bp_tp *t, bp_tp *inner, int rc);
 int bp_tp_staged_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
 int bp_tp_nccl_wrap(bp_tp *t, void *stream, char *err, size_t errlen);
+
+/* A roll call over the world (start-up): every rank sends one byte to every other and waits for
+ * theirs under the watchdog, so a rank that never arrives is named ("no <what> from rank P ...").
+ * `tag` must not be in flight otherwise. start posts it; missing tests it without blocking and
+ * gives the lowest world rank whose byte has not come (-1: all have, and the sends are complete);
+ * end frees it (after missing said -1, or before an abort). bp_tp_rollcall does all three, waiting. */
+typedef struct bp_tp_roll {
+  int *req;             /* [2 (W - 1)]: receives in world rank order (this rank left out), then sends; -1: done */
+  unsigned char *buf;   /* [W + 1] */
+} bp_tp_roll;
+int bp_tp_rollcall_start(bp_tp *t, int tag, bp_tp_roll *r);
+int bp_tp_rollcall_missing(bp_tp *t, bp_tp_roll *r, int *missing);
+void bp_tp_rollcall_end(bp_tp_roll *r);
+int bp_tp_rollcall(bp_tp *t, int tag, const char *what);
 
 /* Completes req under the watchdog (aborts the job on timeout; does not return then). */
 int bp_tp_wait(bp_tp *t, int req, const bp_tp_why *why);

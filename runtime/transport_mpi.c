@@ -218,7 +218,7 @@ static int mpi_finalize(bp_tp *t) {
 
 static const bp_tp_impl mpi_impl = {
     "mpi", mpi_isend, mpi_irecv, mpi_test, mpi_iallreduce, mpi_ibarrier, mpi_split, mpi_group_size,
-    mpi_progress, mpi_abort, mpi_finalize,
+    mpi_progress, mpi_abort, mpi_finalize, NULL,
 };
 
 int bp_tp_mpi_init(bp_tp *t, int *argc, char ***argv) {

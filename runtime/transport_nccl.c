@@ -2,8 +2,8 @@
  * bp_tp_nccl_wrap). It wraps the MPI transport: host buffers (start-up agreement, loss and norm,
  * checkpoint gathers) keep going through MPI; device buffers go through NCCL.
  *
- * Communicators. The world's: rank 0 makes the unique id (ncclGetUniqueId), MPI_Bcast hands it to
- * every rank, ncclCommInitRank. Each group the runtime makes (bp_tp split: MPI_Comm_split) gets a
+ * Communicators. The world's: rank 0 makes the unique id (ncclGetUniqueId), an all-reduce of the
+ * MPI transport hands it to every rank, ncclCommInitRank. Each group the runtime makes (bp_tp split: MPI_Comm_split) gets a
  * NCCL communicator with the same members and order (ncclCommSplit of the world's, same color and
  * key), and a communication stream of its own.
  *
@@ -21,20 +21,34 @@
  * All-reduce. ncclAllReduce in place on the group's stream (a stage group's own communicator), so
  * gradient all-reduces of different stages and the pipeline's transfers never wait on each other.
  *
- * Completion: an event recorded after the call on its stream; test = cudaEventQuery, and while it
- * is not done, ncclCommGetAsyncError reports a communicator that failed. The watchdog of bp_tp_wait
- * covers a peer that never comes (NCCL would wait forever). Every NCCL and CUDA call is checked;
- * errors name the call, NCCL's own last message, the peer and the size. */
+ * Completion, on the GPU: an event recorded after the call on its stream. Once a request is posted,
+ * its test makes the kernels' stream wait for that event (cudaStreamWaitEvent) and reports it done:
+ * the host never waits for a transfer, the kernels that read a received buffer (or overwrite a
+ * sent one) run after it. The request stays in the table, pending, with what it was waited for
+ * (t->why), until its event has fired; the runtime's waits for the GPU (device_cuda.c, under the
+ * watchdog) name the oldest pending one when the stream does not finish (`pending`: a peer that
+ * never sends; NCCL would wait forever). ncclCommGetAsyncError is checked while requests are
+ * pending.
+ *
+ * Start-up under the watchdog: the unique id goes out in an all-reduce of the MPI transport (a
+ * watched wait), and ncclCommInitRank and every ncclCommSplit run on a helper thread while this
+ * one polls under the timeout, together with a roll call of the ranks joining: a rank that never
+ * joins is named and the job aborted instead of hanging in NCCL's bootstrap. Every NCCL and CUDA
+ * call is checked; errors name the call, NCCL's own last message, the peer and the size. */
 #include "runtime/transport.h"
 
 #include <cuda_runtime_api.h>
-#include <mpi.h>
 #include <nccl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-enum { K_HOST = 0, K_NCCL };
+enum { K_HOST = 0, K_NCCL, K_PENDING };
 
 typedef struct nreq {
   int kind;            /* K_*; -1: free */
@@ -44,6 +58,8 @@ typedef struct nreq {
   void *buf;
   int64_t nbytes;
   cudaEvent_t done;    /* made once per table entry */
+  long seq;            /* posting order (the oldest pending one is named) */
+  char why[96];        /* K_PENDING: what it was waited for */
 } nreq;
 
 typedef struct ngroup {
@@ -62,6 +78,8 @@ typedef struct tnccl {
   int *queue, nqueue;  /* request ids of queued p2p, in posting order */
   int failed;          /* a post from nc_progress failed: the next test reports it */
   char ferr[512];
+  long seq;
+  int device;          /* for the helper thread */
 } tnccl;
 
 static int ncfail(bp_tp *t, const char *call, ncclResult_t rc, ncclComm_t comm, const char *ctx) {
@@ -101,8 +119,30 @@ static int is_device(const void *p) {
   return a.type == cudaMemoryTypeDevice;
 }
 
+/* Frees pending requests whose transfer is complete; reports a failed communicator. */
+static int retire(bp_tp *t) {
+  tnccl *s = t->state;
+  for (int i = 0; i < s->nreq; i++) {
+    nreq *r = &s->req[i];
+    if (r->kind != K_PENDING) continue;
+    cudaError_t q = cudaEventQuery(r->done);
+    if (q == cudaSuccess) {
+      r->kind = -1;
+      continue;
+    }
+    if (q != cudaErrorNotReady) return cufail(t, "cudaEventQuery(a transfer's completion event)", q, r->why);
+    (void)cudaGetLastError(); /* cudaErrorNotReady is no error */
+    ncclResult_t async = ncclSuccess;
+    ncclComm_t comm = s->g[r->group].comm;
+    NC(ncclCommGetAsyncError(comm, &async), comm, NULL);
+    if (async != ncclSuccess && async != ncclInProgress) return ncfail(t, "NCCL communicator", async, comm, r->why);
+  }
+  return 0;
+}
+
 static int new_req(bp_tp *t, int *out) {
   tnccl *s = t->state;
+  if (retire(t) < 0) return -1;
   for (int i = 0; i < s->nreq; i++)
     if (s->req[i].kind < 0) {
       *out = i;
@@ -123,6 +163,7 @@ static int new_req(bp_tp *t, int *out) {
   nreq *r = &s->req[s->nreq];
   memset(r, 0, sizeof *r);
   r->kind = -1;
+  r->seq = 0;
   CUT(cudaEventCreateWithFlags(&r->done, cudaEventDisableTiming), "(a transfer's completion event)");
   *out = s->nreq++;
   return 0;
@@ -199,6 +240,7 @@ static int nc_p2p(bp_tp *t, int send, int group, void *buf, int64_t nbytes, int 
   q->peer = peer;
   q->buf = buf;
   q->nbytes = nbytes;
+  q->seq = ++s->seq;
   s->queue[s->nqueue++] = r;
   *req = r;
   return 0;
@@ -233,23 +275,35 @@ static int nc_test(bp_tp *t, int req, int *done) {
     *done = d;
     return 0;
   }
-  cudaError_t q = cudaEventQuery(r->done);
-  if (q == cudaSuccess) {
-    r->kind = -1;
-    *done = 1;
-    return 0;
-  }
-  if (q != cudaErrorNotReady) return cufail(t, "cudaEventQuery(a transfer's completion event)", q, NULL);
-  (void)cudaGetLastError(); /* cudaErrorNotReady is no error */
-  ncclResult_t async = ncclSuccess;
-  ncclComm_t comm = s->g[r->group].comm;
-  NC(ncclCommGetAsyncError(comm, &async), comm, NULL);
-  if (async != ncclSuccess && async != ncclInProgress) {
-    char ctx[96];
-    snprintf(ctx, sizeof ctx, "(a transfer %s rank %d)", r->send ? "to" : "from", r->peer);
-    return ncfail(t, "NCCL communicator", async, comm, ctx);
-  }
+  /* posted: the kernels' stream waits for it; it stays pending (named by `pending`) until done */
+  CUT(cudaStreamWaitEvent(s->compute, r->done, 0), "(ordering the kernels after a transfer)");
+  const bp_tp_why *why = t->why;
+  if (why && why->peer >= 0 && why->mb >= 0)
+    snprintf(r->why, sizeof r->why, "the %s for micro-batch %d from rank %d", why->what, why->mb, why->peer);
+  else if (why && why->peer >= 0)
+    snprintf(r->why, sizeof r->why, "the %s from rank %d", why->what, why->peer);
+  else if (why)
+    snprintf(r->why, sizeof r->why, "%s", why->what);
+  else
+    snprintf(r->why, sizeof r->why, "a transfer %s rank %d of group %d", r->send ? "to" : "from", r->peer, r->group);
+  r->kind = K_PENDING;
+  *done = 1;
   return 0;
+}
+
+/* The oldest pending transfer (the GPU's stream waits for it). */
+static void nc_pending(bp_tp *t, char *buf, size_t n) {
+  tnccl *s = t->state;
+  buf[0] = 0;
+  nreq *old = NULL;
+  for (int i = 0; i < s->nreq; i++) {
+    nreq *r = &s->req[i];
+    if (r->kind == K_PENDING && cudaEventQuery(r->done) == cudaErrorNotReady && (!old || r->seq < old->seq)) old = r;
+  }
+  (void)cudaGetLastError();
+  if (old)
+    snprintf(buf, n, "it waits for %s over NCCL%s", old->why,
+             old->peer >= 0 && strstr(old->why, "from rank") ? "; that rank may have died" : "");
 }
 
 static int nc_iallreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dtype dtype, int *req) {
@@ -282,6 +336,7 @@ static int nc_iallreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dt
   q->peer = -1;
   q->buf = buf;
   q->nbytes = count;
+  q->seq = ++s->seq;
   *req = r;
   return 0;
 }
@@ -314,14 +369,86 @@ static int add_group(bp_tp *t, int at, ncclComm_t comm) {
   return 0;
 }
 
+/* ---- start-up under the watchdog: ncclCommInitRank / ncclCommSplit on a helper thread ---- */
+typedef struct watched {
+  int split;                 /* 0: ncclCommInitRank, 1: ncclCommSplit */
+  int device;
+  int nranks, rank, color, key;
+  ncclUniqueId id;
+  ncclComm_t parent, comm;
+  ncclResult_t rc;
+  cudaError_t crc;
+  atomic_int done;
+} watched;
+
+static void *watched_main(void *p) {
+  watched *w = p;
+  /* the CUDA device is per thread */
+  w->crc = cudaSetDevice(w->device);
+  if (w->crc == cudaSuccess)
+    w->rc = w->split ? ncclCommSplit(w->parent, w->color, w->key, &w->comm, NULL)
+                     : ncclCommInitRank(&w->comm, w->nranks, w->id, w->rank);
+  atomic_store(&w->done, 1);
+  return NULL;
+}
+
+/* Runs w on a helper thread and polls it under `abort_t`'s timeout (with the roll call `roll`, when
+ * given, naming a rank that never joins); on timeout prints one line and aborts the job (the
+ * thread stays blocked in NCCL: nothing else can end it). 0 when the call returned (w->rc / w->crc
+ * say how), -1 with err set when the thread could not start. */
+static int run_watched(bp_tp *abort_t, watched *w, bp_tp_roll *roll, const char *what, char *err, size_t errlen) {
+  pthread_t th;
+  atomic_init(&w->done, 0);
+  int prc = pthread_create(&th, NULL, watched_main, w);
+  if (prc != 0) {
+    snprintf(err, errlen, "pthread_create (for %s) failed: %s", what, strerror(prc));
+    return -1;
+  }
+  double t0 = bp_tp_now();
+  long polls = 0;
+  int missing = -1;
+  while (!atomic_load(&w->done)) {
+    if (roll && roll->req && bp_tp_rollcall_missing(abort_t, roll, &missing) < 0) missing = -1;
+    double now = bp_tp_now();
+    if (now - t0 > abort_t->timeout_s) {
+      if (missing >= 0 && missing < abort_t->size)
+        fprintf(stderr, "rank %d: %s not complete after %.0f s: rank %d never joined (it may have died)\n",
+                abort_t->rank, what, now - t0, missing);
+      else
+        fprintf(stderr, "rank %d: %s not complete after %.0f s (a rank taking part may have died)\n", abort_t->rank,
+                what, now - t0);
+      fflush(stderr);
+      abort_t->impl->abort(abort_t, 1);
+      return -1; /* not reached */
+    }
+    if (++polls > 64) {
+      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  pthread_join(th, NULL);
+  return 0;
+}
+
 static int nc_split(bp_tp *t, int color, int key, int *group) {
   tnccl *s = t->state;
   if (s->inner.impl->split(&s->inner, color, key, group) < 0) return inner_fail(t);
-  /* the same members in the same order: collective over the world's communicator */
-  ncclComm_t c = NULL;
-  NC(ncclCommSplit(s->g[0].comm, color >= 0 ? color : NCCL_SPLIT_NOCOLOR, key, &c, NULL), s->g[0].comm, NULL);
+  /* the same members in the same order: collective over the world's communicator, under the
+   * watchdog (a helper thread calls it) */
+  watched w;
+  memset(&w, 0, sizeof w);
+  w.split = 1;
+  w.device = s->device;
+  w.parent = s->g[0].comm;
+  w.color = color >= 0 ? color : NCCL_SPLIT_NOCOLOR;
+  w.key = key;
+  char what[64];
+  snprintf(what, sizeof what, "ncclCommSplit (color %d)", color);
+  if (run_watched(&s->inner, &w, NULL, what, t->err, sizeof t->err) < 0) return -1;
+  if (w.crc != cudaSuccess) return cufail(t, "cudaSetDevice (the ncclCommSplit thread)", w.crc, NULL);
+  NC(w.rc, s->g[0].comm, what);
   if (*group < 0) return 0;
-  return add_group(t, *group, c);
+  return add_group(t, *group, w.comm);
 }
 
 static int nc_group_size(bp_tp *t, int group, int *size) {
@@ -332,7 +459,7 @@ static int nc_group_size(bp_tp *t, int group, int *size) {
 static void nc_progress(bp_tp *t) {
   tnccl *s = t->state;
   /* errors surface at the next test */
-  if (!s->failed && flush(t, 0) < 0) {
+  if (!s->failed && (flush(t, 0) < 0 || retire(t) < 0)) {
     s->failed = 1;
     snprintf(s->ferr, sizeof s->ferr, "%s", t->err);
   }
@@ -374,46 +501,98 @@ static int nc_finalize(bp_tp *t) {
 
 static const bp_tp_impl nccl_impl = {
     "nccl", nc_isend, nc_irecv, nc_test, nc_iallreduce, nc_ibarrier, nc_split, nc_group_size,
-    nc_progress, nc_abort, nc_finalize,
+    nc_progress, nc_abort, nc_finalize, nc_pending,
 };
 
 int bp_tp_nccl_wrap(bp_tp *t, void *stream, char *err, size_t errlen) {
-  /* the world's unique id, from rank 0 (its status travels with it, so no rank waits alone) */
-  struct {
-    ncclUniqueId id;
-    int status;
-  } boot;
-  memset(&boot, 0, sizeof boot);
+  /* the world's unique id, from rank 0, in a watched all-reduce (the other ranks add zeros); its
+   * status travels with it, so no rank waits alone */
+  enum { IDN = (int)sizeof(ncclUniqueId) };
+  double boot[IDN + 1];
+  memset(boot, 0, sizeof boot);
+  ncclUniqueId id;
+  memset(&id, 0, sizeof id);
   if (t->rank == 0) {
-    ncclResult_t r = ncclGetUniqueId(&boot.id);
-    boot.status = r;
+    ncclResult_t r = ncclGetUniqueId(&id);
+    boot[IDN] = (double)r;
+    for (int i = 0; i < IDN; i++) boot[i] = (double)((unsigned char *)&id)[i];
   }
-  int mrc = MPI_Bcast(&boot, (int)sizeof boot, MPI_BYTE, 0, MPI_COMM_WORLD);
-  if (mrc != MPI_SUCCESS) {
-    snprintf(err, errlen, "MPI_Bcast of the NCCL unique id failed (error %d)", mrc);
+  if (bp_tp_allreduce(t, 0, boot, IDN + 1, BP_TP_F64, "the broadcast of the NCCL unique id") < 0) {
+    snprintf(err, errlen, "%s", t->err);
     return -1;
   }
-  if (boot.status != ncclSuccess) {
-    snprintf(err, errlen, "rank 0: ncclGetUniqueId failed: %s", ncclGetErrorString((ncclResult_t)boot.status));
+  if (boot[IDN] != 0) {
+    snprintf(err, errlen, "rank 0: ncclGetUniqueId failed: %s", ncclGetErrorString((ncclResult_t)(int)boot[IDN]));
     return -1;
   }
+  for (int i = 0; i < IDN; i++) ((unsigned char *)&id)[i] = (unsigned char)boot[i];
+  if (t->fault_nccl) {
+    fprintf(stderr, "rank %d: BITPIPE_FAULT: stopping before joining the NCCL communicator\n", t->rank);
+    fflush(stderr);
+    for (;;) pause();
+  }
+  int device = 0;
+  cudaError_t c = cudaGetDevice(&device);
+  if (c != cudaSuccess) {
+    snprintf(err, errlen, "cudaGetDevice failed: %s", cudaGetErrorString(c));
+    return -1;
+  }
+  /* ncclCommInitRank under the watchdog, with a roll call of the ranks joining it */
+  bp_tp_roll roll = {0};
+  if (bp_tp_rollcall_start(t, 2, &roll) < 0) {
+    snprintf(err, errlen, "%s", t->err);
+    bp_tp_rollcall_end(&roll);
+    return -1;
+  }
+  watched w;
+  memset(&w, 0, sizeof w);
+  w.device = device;
+  w.nranks = t->size;
+  w.rank = t->rank;
+  w.id = id;
+  char what[64];
+  snprintf(what, sizeof what, "ncclCommInitRank (world of %d ranks)", t->size);
+  int wrc = run_watched(t, &w, &roll, what, err, errlen);
+  /* NCCL's bootstrap saw every rank, so their roll call bytes were sent before: complete them */
+  for (double t0 = bp_tp_now(); wrc == 0;) {
+    int missing;
+    if (bp_tp_rollcall_missing(t, &roll, &missing) < 0) {
+      snprintf(err, errlen, "%s", t->err);
+      wrc = -1;
+    } else if (missing < 0)
+      break;
+    else if (bp_tp_now() - t0 > t->timeout_s) {
+      snprintf(err, errlen, "the roll call of the NCCL start-up did not complete after %.0f s", t->timeout_s);
+      wrc = -1;
+    } else
+      usleep(20);
+  }
+  bp_tp_rollcall_end(&roll);
+  if (wrc < 0) {
+    if (w.comm && w.rc == ncclSuccess) ncclCommDestroy(w.comm);
+    return -1;
+  }
+  if (w.crc != cudaSuccess) {
+    snprintf(err, errlen, "cudaSetDevice(%d) (the ncclCommInitRank thread) failed: %s", device, cudaGetErrorString(w.crc));
+    return -1;
+  }
+  if (w.rc != ncclSuccess) {
+    const char *last = ncclGetLastError(NULL);
+    snprintf(err, errlen, "ncclCommInitRank(world of %d ranks) failed: %s%s%s", t->size, ncclGetErrorString(w.rc),
+             last && *last ? " — " : "", last && *last ? last : "");
+    return -1;
+  }
+  ncclComm_t world = w.comm;
   tnccl *s = calloc(1, sizeof *s);
   if (!s) {
     snprintf(err, errlen, "out of memory");
+    ncclCommDestroy(world);
     return -1;
   }
   s->inner = *t;
   s->compute = (cudaStream_t)stream;
-  ncclComm_t world = NULL;
-  ncclResult_t r = ncclCommInitRank(&world, t->size, boot.id, t->rank);
-  if (r != ncclSuccess) {
-    const char *last = ncclGetLastError(NULL);
-    snprintf(err, errlen, "ncclCommInitRank(world of %d ranks) failed: %s%s%s", t->size, ncclGetErrorString(r),
-             last && *last ? " — " : "", last && *last ? last : "");
-    free(s);
-    return -1;
-  }
-  cudaError_t c = cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming);
+  s->device = device;
+  c = cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming);
   if (c != cudaSuccess) {
     snprintf(err, errlen, "cudaEventCreateWithFlags(&ready) failed: %s", cudaGetErrorString(c));
     ncclCommDestroy(world);

@@ -2,14 +2,21 @@
  * pinned host memory (runtime/transport.h, bp_tp_staged_wrap). Needed when ranks share a GPU
  * (NCCL refuses two ranks on one device: "Duplicate GPU detected"), and usable everywhere.
  *
- *   isend      copy the device range out to a pinned buffer, then MPI_Isend from it;
- *   irecv      MPI_Irecv into a pinned buffer; when the test finds it complete, copy it in;
- *   iallreduce copy out, MPI_Iallreduce in place on the pinned buffer, copy in on completion.
- * Host buffers go straight to the MPI transport. Copies run on a stream of their own, after an
- * event recorded on the kernels' stream (so a send reads what the kernels wrote), and are waited
- * for before the request moves on: a receive is complete only once its bytes are on the device.
- * Pinned buffers are pooled by size and reused (cudaHostAlloc is slow). Every CUDA call is checked;
- * errors name the call, the peer and the size. */
+ *   isend      queue the copy of the device range out to a pinned buffer (on a copy stream, after
+ *              an event recorded on the kernels' stream, so it reads what the kernels wrote); the
+ *              MPI_Isend goes out once the copy is done (found by the next test or progress call:
+ *              the host does not wait for the copy, the kernels' stream runs on);
+ *   irecv      MPI_Irecv into a pinned buffer at once; when the test finds it complete, the copy in
+ *              is queued on the copy stream (after an event recorded on the kernels' stream when the
+ *              receive was posted: what the slot held before is read by then) and the kernels'
+ *              stream waits for it (an event), so the consumer runs after it without a host wait;
+ *   iallreduce like isend, then MPI_Iallreduce in place on the pinned buffer; on completion the
+ *              copy in, as a receive's.
+ * Sends and all-reduces whose copies are queued are posted to MPI in the order they were made
+ * (copies on one stream finish in order), so collectives keep the same order on every rank. Host
+ * buffers go straight to the MPI transport. Pinned buffers are pooled by size and reused once their
+ * copy is done (cudaHostAlloc is slow). Every CUDA call is checked; errors name the call, the peer
+ * and the size. */
 #include "runtime/transport.h"
 
 #include <cuda_runtime_api.h>
@@ -17,21 +24,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { K_HOST = 0, K_SEND, K_RECV, K_ALLREDUCE };
+enum { K_HOST = 0, K_SEND_COPY, K_SEND, K_RECV, K_AR_COPY, K_ALLREDUCE };
 
 typedef struct sreq {
   int kind;       /* K_*; -1: free */
-  int inner;      /* the MPI transport's request */
+  int inner;      /* the MPI transport's request (not for K_*_COPY) */
   void *dev;      /* device buffer (K_RECV, K_ALLREDUCE: copied in at completion) */
   int64_t nbytes;
   int pin;        /* pool index of the pinned buffer, -1: none */
-  int peer;
+  int peer, group, tag;
+  int64_t count;  /* all-reduce */
+  bp_tp_dtype dtype;
+  long seq;       /* K_*_COPY: posting order */
+  cudaEvent_t posted; /* K_RECV: recorded on the kernels' stream at the post (made once per entry) */
 } sreq;
 
 typedef struct pinned {
   void *p;
   int64_t cap;
   int busy;
+  cudaEvent_t copied;  /* recorded after the last copy from / to it */
+  int copying;         /* `copied` not yet seen complete */
 } pinned;
 
 typedef struct staged {
@@ -43,6 +56,10 @@ typedef struct staged {
   int nreq, capreq;
   pinned *pool;
   int npool, cappool;
+  long seq;
+  int ncopying;            /* requests in K_*_COPY */
+  int failed;              /* posting from st_progress failed: the next test reports it */
+  char ferr[512];
 } staged;
 
 static int cufail(bp_tp *t, const char *call, cudaError_t rc, const char *ctx) {
@@ -72,11 +89,29 @@ static int is_device(const void *p) {
   return a.type == cudaMemoryTypeDevice;
 }
 
+/* 1 when pin i's last copy is done (0: still running, -1: error). */
+static int pin_idle(bp_tp *t, int i) {
+  staged *s = t->state;
+  if (!s->pool[i].copying) return 1;
+  cudaError_t q = cudaEventQuery(s->pool[i].copied);
+  if (q == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  CUT(q, "(a staging buffer's copy)");
+  s->pool[i].copying = 0;
+  return 1;
+}
+
 static int pin_get(bp_tp *t, int64_t n, int *out) {
   staged *s = t->state;
   int best = -1;
-  for (int i = 0; i < s->npool; i++)
-    if (!s->pool[i].busy && s->pool[i].cap >= n && (best < 0 || s->pool[i].cap < s->pool[best].cap)) best = i;
+  for (int i = 0; i < s->npool; i++) {
+    if (s->pool[i].busy || s->pool[i].cap < n || (best >= 0 && s->pool[i].cap >= s->pool[best].cap)) continue;
+    int idle = pin_idle(t, i);
+    if (idle < 0) return -1;
+    if (idle) best = i;
+  }
   if (best < 0) {
     if (s->npool == s->cappool) {
       int cap = s->cappool ? 2 * s->cappool : 16;
@@ -88,11 +123,17 @@ static int pin_get(bp_tp *t, int64_t n, int *out) {
       s->pool = np;
       s->cappool = cap;
     }
-    void *p = NULL;
+    pinned *pn = &s->pool[s->npool];
+    memset(pn, 0, sizeof *pn);
     char ctx[64];
     snprintf(ctx, sizeof ctx, "(%lld bytes of pinned staging memory)", (long long)n);
-    CUT(cudaHostAlloc(&p, (size_t)(n > 0 ? n : 1), cudaHostAllocDefault), ctx);
-    s->pool[s->npool] = (pinned){p, n, 0};
+    CUT(cudaHostAlloc(&pn->p, (size_t)(n > 0 ? n : 1), cudaHostAllocDefault), ctx);
+    cudaError_t rc = cudaEventCreateWithFlags(&pn->copied, cudaEventDisableTiming);
+    if (rc != cudaSuccess) {
+      cudaFreeHost(pn->p);
+      return cufail(t, "cudaEventCreateWithFlags(&copied)", rc, ctx);
+    }
+    pn->cap = n;
     best = s->npool++;
   }
   s->pool[best].busy = 1;
@@ -117,69 +158,114 @@ static int new_req(bp_tp *t, int *out) {
     s->req = r;
     s->capreq = cap;
   }
-  s->req[s->nreq].kind = -1;
-  s->req[s->nreq].pin = -1;
+  sreq *r = &s->req[s->nreq];
+  memset(r, 0, sizeof *r);
+  r->kind = -1;
+  r->pin = -1;
+  CUT(cudaEventCreateWithFlags(&r->posted, cudaEventDisableTiming), "(a receive's ordering event)");
   *out = s->nreq++;
   return 0;
 }
 
 static void free_req(staged *s, int r) {
   if (s->req[r].pin >= 0) s->pool[s->req[r].pin].busy = 0;
+  if (s->req[r].kind == K_SEND_COPY || s->req[r].kind == K_AR_COPY) s->ncopying--;
   s->req[r].kind = -1;
   s->req[r].pin = -1;
 }
 
-/* Device -> pinned, after the kernels queued so far; waits for it. */
-static int copy_out(bp_tp *t, void *dst, const void *src, int64_t n, const char *ctx) {
+/* Device -> pinned on the copy stream, after the kernels queued so far; not waited for. */
+static int copy_out(bp_tp *t, int pin, const void *src, int64_t n, const char *ctx) {
   staged *s = t->state;
+  pinned *p = &s->pool[pin];
   CUT(cudaEventRecord(s->ready, s->compute), ctx);
   CUT(cudaStreamWaitEvent(s->copy, s->ready, 0), ctx);
-  CUT(cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyDeviceToHost, s->copy), ctx);
-  CUT(cudaStreamSynchronize(s->copy), ctx);
+  CUT(cudaMemcpyAsync(p->p, src, (size_t)n, cudaMemcpyDeviceToHost, s->copy), ctx);
+  CUT(cudaEventRecord(p->copied, s->copy), ctx);
+  p->copying = 1;
   return 0;
 }
 
-static int copy_in(bp_tp *t, void *dst, const void *src, int64_t n, const char *ctx) {
+/* Pinned -> device on the copy stream (after `after`, when given), and the kernels' stream waits
+ * for it: whatever the kernels queue next sees the bytes. */
+static int copy_in(bp_tp *t, void *dst, int pin, int64_t n, cudaEvent_t after, const char *ctx) {
   staged *s = t->state;
-  CUT(cudaMemcpyAsync(dst, src, (size_t)n, cudaMemcpyHostToDevice, s->copy), ctx);
-  CUT(cudaStreamSynchronize(s->copy), ctx);
+  pinned *p = &s->pool[pin];
+  if (after) CUT(cudaStreamWaitEvent(s->copy, after, 0), ctx);
+  CUT(cudaMemcpyAsync(dst, p->p, (size_t)n, cudaMemcpyHostToDevice, s->copy), ctx);
+  CUT(cudaEventRecord(p->copied, s->copy), ctx);
+  p->copying = 1;
+  CUT(cudaStreamWaitEvent(s->compute, p->copied, 0), ctx);
   return 0;
 }
 
-/* Registers a request: kind k around the MPI request `inner`. */
-static void set_req(staged *s, int r, int k, int inner, void *dev, int64_t n, int pin, int peer) {
-  s->req[r] = (sreq){k, inner, dev, n, pin, peer};
+/* Posts to MPI the sends and all-reduces whose copies out are done, oldest first; stops at the
+ * first whose copy is still running (later ones wait for it: the same order on every rank). */
+static int advance(bp_tp *t) {
+  staged *s = t->state;
+  while (s->ncopying > 0) {
+    int best = -1;
+    for (int i = 0; i < s->nreq; i++)
+      if ((s->req[i].kind == K_SEND_COPY || s->req[i].kind == K_AR_COPY) && (best < 0 || s->req[i].seq < s->req[best].seq))
+        best = i;
+    if (best < 0) break;
+    sreq *r = &s->req[best];
+    int idle = pin_idle(t, r->pin);
+    if (idle <= 0) return idle;
+    void *h = s->pool[r->pin].p;
+    int rc = r->kind == K_SEND_COPY ? s->inner.impl->isend(&s->inner, r->group, h, r->nbytes, r->peer, r->tag, &r->inner)
+                                    : s->inner.impl->iallreduce(&s->inner, r->group, h, r->count, r->dtype, &r->inner);
+    if (rc < 0) return inner_fail(t);
+    r->kind = r->kind == K_SEND_COPY ? K_SEND : K_ALLREDUCE;
+    s->ncopying--;
+  }
+  return 0;
 }
 
 static int st_p2p(bp_tp *t, int send, int group, void *buf, int64_t nbytes, int peer, int tag, int *req) {
   staged *s = t->state;
   int r, inner, pin = -1;
   if (new_req(t, &r) < 0) return -1;
+  sreq *q = &s->req[r];
   if (!is_device(buf)) {
     int rc = send ? s->inner.impl->isend(&s->inner, group, buf, nbytes, peer, tag, &inner)
                   : s->inner.impl->irecv(&s->inner, group, buf, nbytes, peer, tag, &inner);
     if (rc < 0) return inner_fail(t);
-    set_req(s, r, K_HOST, inner, NULL, nbytes, -1, peer);
+    q->kind = K_HOST;
+    q->inner = inner;
     *req = r;
     return 0;
   }
   char ctx[96];
   snprintf(ctx, sizeof ctx, "(staging %lld bytes %s rank %d)", (long long)nbytes, send ? "to" : "from", peer);
   if (pin_get(t, nbytes, &pin) < 0) return -1;
-  void *h = s->pool[pin].p;
-  s->req[r].pin = pin; /* released by free_req on failure */
-  s->req[r].kind = K_HOST;
-  if (send && copy_out(t, h, buf, nbytes, ctx) < 0) {
-    free_req(s, r);
-    return -1;
+  q->pin = pin; /* released by free_req on failure */
+  q->kind = K_HOST;
+  q->dev = buf;
+  q->nbytes = nbytes;
+  q->peer = peer;
+  q->group = group;
+  q->tag = tag;
+  if (send) {
+    if (copy_out(t, pin, buf, nbytes, ctx) < 0) {
+      free_req(s, r);
+      return -1;
+    }
+    q->kind = K_SEND_COPY;
+    q->seq = ++s->seq;
+    s->ncopying++;
+    *req = r;
+    return 0;
   }
-  int rc = send ? s->inner.impl->isend(&s->inner, group, h, nbytes, peer, tag, &inner)
-                : s->inner.impl->irecv(&s->inner, group, h, nbytes, peer, tag, &inner);
-  if (rc < 0) {
+  /* the copy in comes after the kernels queued so far (earlier readers of the slot) */
+  if (cudaEventRecord(q->posted, s->compute) != cudaSuccess ||
+      s->inner.impl->irecv(&s->inner, group, s->pool[pin].p, nbytes, peer, tag, &inner) < 0) {
     free_req(s, r);
-    return inner_fail(t);
+    cudaError_t c = cudaGetLastError();
+    return c != cudaSuccess ? cufail(t, "cudaEventRecord(posted, compute)", c, ctx) : inner_fail(t);
   }
-  set_req(s, r, send ? K_SEND : K_RECV, inner, buf, nbytes, pin, peer);
+  q->kind = K_RECV;
+  q->inner = inner;
   *req = r;
   return 0;
 }
@@ -199,7 +285,13 @@ static int st_test(bp_tp *t, int req, int *done) {
     snprintf(t->err, sizeof t->err, "rank %d: test of unknown transfer request %d", t->rank, req);
     return -1;
   }
+  if (s->failed) {
+    snprintf(t->err, sizeof t->err, "%s", s->ferr);
+    return -1;
+  }
+  if (advance(t) < 0) return -1;
   sreq *r = &s->req[req];
+  if (r->kind == K_SEND_COPY || r->kind == K_AR_COPY) return 0;
   int d = 0;
   if (s->inner.impl->test(&s->inner, r->inner, &d) < 0) return inner_fail(t);
   if (!d) return 0;
@@ -207,7 +299,7 @@ static int st_test(bp_tp *t, int req, int *done) {
     char ctx[96];
     snprintf(ctx, sizeof ctx, "(staging %lld bytes %s)", (long long)r->nbytes,
              r->kind == K_RECV ? "received" : "of an all-reduce");
-    if (copy_in(t, r->dev, s->pool[r->pin].p, r->nbytes, ctx) < 0) {
+    if (copy_in(t, r->dev, r->pin, r->nbytes, r->kind == K_RECV ? r->posted : NULL, ctx) < 0) {
       free_req(s, req);
       return -1;
     }
@@ -221,9 +313,11 @@ static int st_iallreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dt
   staged *s = t->state;
   int r, inner, pin;
   if (new_req(t, &r) < 0) return -1;
+  sreq *q = &s->req[r];
   if (!is_device(buf)) {
     if (s->inner.impl->iallreduce(&s->inner, group, buf, count, dtype, &inner) < 0) return inner_fail(t);
-    set_req(s, r, K_HOST, inner, NULL, 0, -1, -1);
+    q->kind = K_HOST;
+    q->inner = inner;
     *req = r;
     return 0;
   }
@@ -231,17 +325,21 @@ static int st_iallreduce(bp_tp *t, int group, void *buf, int64_t count, bp_tp_dt
   char ctx[96];
   snprintf(ctx, sizeof ctx, "(staging %lld bytes for an all-reduce of group %d)", (long long)n, group);
   if (pin_get(t, n, &pin) < 0) return -1;
-  s->req[r].pin = pin;
-  s->req[r].kind = K_HOST;
-  if (copy_out(t, s->pool[pin].p, buf, n, ctx) < 0) {
+  q->pin = pin;
+  q->kind = K_HOST;
+  if (copy_out(t, pin, buf, n, ctx) < 0) {
     free_req(s, r);
     return -1;
   }
-  if (s->inner.impl->iallreduce(&s->inner, group, s->pool[pin].p, count, dtype, &inner) < 0) {
-    free_req(s, r);
-    return inner_fail(t);
-  }
-  set_req(s, r, K_ALLREDUCE, inner, buf, n, pin, -1);
+  q->kind = K_AR_COPY;
+  q->dev = buf;
+  q->nbytes = n;
+  q->count = count;
+  q->dtype = dtype;
+  q->group = group;
+  q->peer = -1;
+  q->seq = ++s->seq;
+  s->ncopying++;
   *req = r;
   return 0;
 }
@@ -251,7 +349,8 @@ static int st_ibarrier(bp_tp *t, int group, int *req) {
   int r, inner;
   if (new_req(t, &r) < 0) return -1;
   if (s->inner.impl->ibarrier(&s->inner, group, &inner) < 0) return inner_fail(t);
-  set_req(s, r, K_HOST, inner, NULL, 0, -1, -1);
+  s->req[r].kind = K_HOST;
+  s->req[r].inner = inner;
   *req = r;
   return 0;
 }
@@ -268,6 +367,11 @@ static int st_group_size(bp_tp *t, int group, int *size) {
 
 static void st_progress(bp_tp *t) {
   staged *s = t->state;
+  /* errors surface at the next test */
+  if (!s->failed && advance(t) < 0) {
+    s->failed = 1;
+    snprintf(s->ferr, sizeof s->ferr, "%s", t->err);
+  }
   s->inner.impl->progress(&s->inner);
 }
 
@@ -280,10 +384,14 @@ static int st_finalize(bp_tp *t) {
   staged *s = t->state;
   int rc = 0;
   /* teardown: CUDA failures are reported, MPI is finalised regardless */
+  cudaError_t c0 = cudaStreamSynchronize(s->copy);
+  if (c0 != cudaSuccess) rc = cufail(t, "cudaStreamSynchronize(copy)", c0, NULL);
   for (int i = 0; i < s->npool; i++) {
     cudaError_t c = cudaFreeHost(s->pool[i].p);
     if (c != cudaSuccess && rc == 0) rc = cufail(t, "cudaFreeHost(staging buffer)", c, NULL);
+    cudaEventDestroy(s->pool[i].copied);
   }
+  for (int i = 0; i < s->nreq; i++) cudaEventDestroy(s->req[i].posted);
   cudaError_t c1 = cudaEventDestroy(s->ready), c2 = cudaStreamDestroy(s->copy);
   if (rc == 0 && c1 != cudaSuccess) rc = cufail(t, "cudaEventDestroy(ready)", c1, NULL);
   if (rc == 0 && c2 != cudaSuccess) rc = cufail(t, "cudaStreamDestroy(copy)", c2, NULL);
@@ -297,7 +405,7 @@ static int st_finalize(bp_tp *t) {
 
 static const bp_tp_impl staged_impl = {
     "mpi (host-staged)", st_isend, st_irecv, st_test, st_iallreduce, st_ibarrier, st_split, st_group_size,
-    st_progress, st_abort, st_finalize,
+    st_progress, st_abort, st_finalize, NULL,
 };
 
 int bp_tp_staged_wrap(bp_tp *t, void *stream, char *err, size_t errlen) {

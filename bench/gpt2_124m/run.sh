@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # bench/gpt2_124m/run.sh [options] — the GPT-2 124M training benchmark (issue 7), on the GPU machine:
 # builds bitpipe there, exports GPT-2 124M (random weights, the training recipe) with
-# bench/gpt2_124m/export.py, trains it with `bitpipec train --device cuda` (single GPU: the pipeline
-# runtime does not run on the GPU yet) and with PyTorch eager and torch.compile
-# (bench/gpt2_124m/torch_bench.py) on the same batch, and prints ONE table:
+# bench/gpt2_124m/export.py, trains it with `bitpipec train --device cuda` (the single-GPU trainer),
+# with the compiled pipeline program on the one GPU (`bitpipec model.onnx -o train -D 1|2 ...`, run
+# with `mpirun -np D ./train --device cuda`: D=1 is the pipeline runtime without a pipeline; D=2 puts
+# two ranks on the one GPU, host-staged, so it measures the runtime's overhead, not a speed-up) and
+# with PyTorch eager and torch.compile (bench/gpt2_124m/torch_bench.py) on the same batch, and
+# prints ONE table:
 #   system, precision, batch, ms/step, tokens/s, achieved TFLOP/s.
 # FLOPs per step = (6 N + 12 L d T) * B * T: N = parameters without the position table (each weight
 # in one multiply-add forward, two backward: 6 FLOPs per token; the tied LM head counted once, as a
@@ -18,6 +21,11 @@
 #   --steps K          bitpipe steps (default 6; the first --warm are not timed); PyTorch: 20 timed
 #   --warm W           bitpipe warm-up steps (default 2)
 #   --no-torch         skip PyTorch
+#   --bitpipe-only     bitpipe's rows alone (= --no-torch --no-folds-row)
+#   --no-pipeline      skip the compiled pipeline's rows (./train); their configurations, each at
+#                      the same batch (micro-batch x N = B), AdamW as the other rows, schedule 1f1b:
+#                        D=1 N=1 micro-batch B, D=1 N=4 micro-batch B/4, D=2 N=4 micro-batch B/4
+#                      tokens/s from ./train's own step times (steps after --warm), bf16 GEMMs
 #   --profile          one more bitpipe bf16 run with BP_CUDA_PROFILE=1 (per-op GPU times)
 #   --no-folds-row     skip the extra bitpipe bf16 row with BP_CUDA_FOLD=0 (the executor's folds of
 #                      Transpose/scalar Mul into MatMul and the bf16 operand cache off)
@@ -28,7 +36,7 @@
 # logs.tar.gz (each step's log). The ~500 MB export stays in /tmp/gpt2_124m on that machine.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-batch=16 precs="bf16" steps=6 warm=2 torch=1 profile=0 test=0 dir=build-bench-gpu foldrow=1
+batch=16 precs="bf16" steps=6 warm=2 torch=1 profile=0 test=0 dir=build-bench-gpu foldrow=1 pipe=1
 while [ $# -gt 0 ]; do
   case $1 in
   --batch) batch=$2; shift ;;
@@ -36,6 +44,8 @@ while [ $# -gt 0 ]; do
   --steps) steps=$2; shift ;;
   --warm) warm=$2; shift ;;
   --no-torch) torch=0 ;;
+  --bitpipe-only) torch=0; foldrow=0 ;;
+  --no-pipeline) pipe=0 ;;
   --profile) profile=1 ;;
   --no-folds-row) foldrow=0 ;;
   --test) test=1 ;;
@@ -143,6 +153,43 @@ if [ $foldrow = 1 ]; then
   if ms=$(bitpipe_run bf16 $batch BP_CUDA_FOLD=0); then
     results+=("bitpipe, folds off (BP_CUDA_FOLD=0)|bf16|$batch|$ms")
   fi
+fi
+# ---- the compiled pipeline (./train) on the one GPU ----
+# pipe_run D N MB: compiles (1f1b, the analytic H100 cost model: no profiling) and runs it, prints
+# the mean step time of the steps after --warm from ./train's tokens/s (its own step clock)
+pipe_run() {
+  local D=$1 N=$2 mb=$3 w=/tmp/gpt2-pipe-D$1-N$2 log=$logs/pipeline_D$1_N$2.log
+  local t0; t0=$(now)
+  rm -rf $w; mkdir -p $w
+  if ! timeout 300 $bp $exp/train.onnx -o $w/train -D $D -N $N --micro-batch $mb --seq $T --schedule 1f1b \
+    --device-model h100 --optimizer adamw --lr 1e-4 --weight-decay 0.1 --no-dropout >"$log" 2>&1; then
+    echo "-- bitpipec -D $D -N $N --micro-batch $mb: compile failed, $(secs "$t0") s" >&2
+    tail -5 "$log" >&2; return 1
+  fi
+  local t1; t1=$(now)
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 timeout 300 mpirun --oversubscribe -np $D \
+    $w/train --input input_ids=$exp/${batch}x$T.input_ids.npy --targets $exp/${batch}x$T.targets.npy \
+    --steps $steps --device cuda --precision bf16 --timeout 120 >>"$log" 2>&1
+  local rc=$?
+  echo "-- ./train D=$D N=$N micro-batch $mb (compile $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.0f", b-a}') s): exit $rc, $(secs "$t1") s" >&2
+  grep -E "^step|^train: device|step time|tokens/s  |^ +[0-9]+ +[0-9.]+ +[0-9.]+|error|out of memory" "$log" | head -24 >&2
+  [ $rc = 0 ] || { tail -4 "$log" >&2; return 1; }
+  awk -v w=$warm -v tok=$((batch * T)) '$1 == "step" && $2 > w && $8 > 0 { s += tok / $8 * 1e3; n++ }
+    END { if (n) printf "%.3f", s / n; else print "nan" }' "$log"
+}
+if [ $pipe = 1 ]; then
+  mb4=$((batch / 4)); [ $mb4 -ge 1 ] || mb4=1
+  for cfg in "1 1 $batch" "1 4 $mb4" "2 4 $mb4"; do
+    set -- $cfg
+    label="bitpipe pipeline (./train D=$1, N=$2 x micro-batch $3, 1 GPU)"
+    [ $1 = 2 ] && label="bitpipe pipeline (./train D=2, N=$2 x micro-batch $3, 2 ranks time-sharing 1 GPU, host-staged: overhead, not speed-up)"
+    if ms=$(pipe_run $1 $2 $3); then
+      results+=("$label|bf16|$batch|$ms")
+    else
+      grep -q "out of memory" $logs/pipeline_D$1_N$2.log && ms="out of memory" || ms=failed
+      results+=("$label|bf16|$batch|$ms")
+    fi
+  done
 fi
 if [ $profile = 1 ]; then
   steps_save=$steps; steps=4

@@ -1,7 +1,7 @@
 /* kernels/cuda/cuda_rt.h — what the pipeline runtime (runtime/, libbitpipe) needs from the CUDA
  * backend beyond kernels/cuda/cuda.h: the context's device and stream (the runtime's transports
  * order their copies and NCCL calls after the kernels on it), the accumulation of a micro-batch's
- * parameter gradients into the chunk's accumulator, and a node's index for device flags.
+ * parameter gradients into the chunk's accumulator, and the device flag.
  * Implemented in kernels/cuda/rt_support.cu. */
 #ifndef BITPIPE_KERNELS_CUDA_RT_H
 #define BITPIPE_KERNELS_CUDA_RT_H
@@ -15,6 +15,10 @@ extern "C" {
 /* The context's CUDA stream (a cudaStream_t) and device index. */
 void *bp_cuda_stream_handle(const bp_cuda *dc);
 int bp_cuda_device_index(const bp_cuda *dc);
+/* The device flag kernels raise on bad data (0, or the raiser's tag + 1: bp_cuda_set_tag), read
+ * and cleared. Waits for the stream: call it when the stream is idle (after the runtime's
+ * watchdog-polled wait), so it never blocks. */
+int bp_cuda_take_flag(bp_cuda *dc, int *flag, bp_err *e);
 /* acc[i] += x[i] for i < n, in float (the CPU runtime's loop, bit for bit), on the stream. */
 int bp_cuda_accumulate(bp_cuda *dc, float *acc, const float *x, int64_t n, bp_err *e);
 

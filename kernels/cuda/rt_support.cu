@@ -1,6 +1,7 @@
 /* kernels/cuda/rt_support.cu — the pieces of kernels/cuda/cuda_rt.h: the context's stream and
- * device for the pipeline runtime, and the gradient accumulation kernel (acc += x in float: an
- * add rounds once on both backends, so the GPU's accumulators equal the CPU runtime's). */
+ * device for the pipeline runtime, reading (and clearing) the device flag, and the gradient
+ * accumulation kernel (acc += x in float: an add rounds once on both backends, so the GPU's
+ * accumulators equal the CPU runtime's). */
 #include "kernels/cuda/common.cuh"
 
 extern "C" {
@@ -9,6 +10,15 @@ extern "C" {
 
 extern "C" void *bp_cuda_stream_handle(const bp_cuda *dc) { return (void *)dc->stream; }
 extern "C" int bp_cuda_device_index(const bp_cuda *dc) { return dc->device; }
+
+extern "C" int bp_cuda_take_flag(bp_cuda *dc, int *flag, bp_err *e) {
+  int f = 0;
+  BP_CU_AT(cudaMemcpyAsync(&f, dc->flag, sizeof f, cudaMemcpyDeviceToHost, dc->stream), "device flag", e);
+  BP_CU_AT(cudaStreamSynchronize(dc->stream), "device flag", e);
+  if (f) BP_CU_AT(cudaMemsetAsync(dc->flag, 0, sizeof(int), dc->stream), "device flag", e);
+  *flag = f;
+  return 0;
+}
 
 __global__ void k_accumulate(float *acc, const float *x, int64_t n) {
   GRID_STRIDE(i, n) acc[i] = __fadd_rn(acc[i], x[i]);

@@ -8,17 +8,26 @@ The approach of tests/codegen/test_compile_run.py, with the GPU in the middle.
 
 usage:
   test_pipeline_gpu.py case BITPIPEC GPU_PROBE MODELS FAMILY SCHEDULE [--optimizer sgd|adamw] [--save-onnx]
-                       [--resume] [--precisions] [-D 4] [-N 8] [--steps 5]
+                       [--resume] [--precisions] [--sync-check] [-D 4] [-N 8] [--steps 5]
       one comparison; --save-onnx: the GPU run's trained weights written into a copy of the model give the
       reference's next loss; --resume: a GPU run killed after step 2 by design (--save-every 2, then
       --resume) continues with the uninterrupted GPU run's losses; --precisions: tf32 and bf16 runs too
-      (printed, not checked)
+      (printed, not checked); --sync-check: BP_RT_SYNC=1 (a wait after every compute instruction) must give
+      bitwise the losses and norms of the default asynchronous run
   test_pipeline_gpu.py nccl1 BITPIPEC GPU_PROBE MODELS FAMILY
       a D=1 program on one rank with --transport nccl (the NCCL transport's start-up and teardown) against
       the CPU; and -np 4 on one GPU with --transport nccl forced must be refused with a clear message
   test_pipeline_gpu.py memcheck BITPIPEC GPU_PROBE MODELS FAMILY SCHEDULE
       one step of `mpirun -np 4 compute-sanitizer --tool memcheck --leak-check full ./train --device cuda`
       (every rank under memcheck): no error, no leak, and the step's loss equals the CPU pipeline's
+  test_pipeline_gpu.py faults BITPIPEC GPU_PROBE MODELS FAMILY
+      start-up and step faults under the watchdog (--timeout 5), each must end the job non-zero within a
+      minute with a message naming the rank: BITPIPE_FAULT=1:init:hang (rank 1 never checks in) and
+      1:nccl:hang (rank 1 never joins ncclCommInitRank: rank 0 is inside it; the one-GPU-per-rank check is
+      skipped by the hook) with -np 2 --transport nccl; 1:2:hang with -np 2 host-staged (a hang in the
+      middle of step 2); a token id out of range (the Gather kernel's device flag, read at the step's
+      sync, named with the stage, micro-batch and node); and BP_RT_SYNC=1 (a sync after every instruction) must give
+      bitwise the losses of the default asynchronous run
   test_pipeline_gpu.py transport TRANSPORT_TEST GPU_PROBE
       tests/gpu/test_pipeline_gpu_transport.c under mpirun: staged with 4 ranks, nccl with 1
   test_pipeline_gpu.py matrix BITPIPEC GPU_PROBE MODELS TRANSPORT_TEST [--quick]
@@ -70,11 +79,13 @@ def rel(a, b):
     return abs(a - b) / abs(b) if b != 0 else abs(a)
 
 
-def mpirun(np_, cmd, timeout=300):
+def mpirun(np_, cmd, timeout=300, env=None):
     m = shutil.which("mpirun") or "mpirun"
     extra = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    for k in env or {}:
+        extra += ["-x", k]
     full = [m] + extra + ["-np", str(np_)] + cmd
-    r = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))
     return full, r
 
 
@@ -115,9 +126,10 @@ def compile_train(bitpipec, d, work, sched, D, N, opt):
     return train
 
 
-def run_train(train, d, np_, args, steps):
-    ids, tg = os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
-    full, r = mpirun(np_, [train, "--input", "input_ids=" + ids, "--targets", tg, "--steps", str(steps)] + args)
+def run_train(train, d, np_, args, steps, env=None, ids=None, timeout=300):
+    ids, tg = ids or os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
+    full, r = mpirun(np_, [train, "--input", "input_ids=" + ids, "--targets", tg, "--steps", str(steps)] + args,
+                     timeout=timeout, env=env)
     got = steps_of(r.stdout)
     return full, r, got
 
@@ -134,7 +146,7 @@ def worst(got, want):
 
 
 def case(bitpipec, models, fam, sched, D=4, N=8, steps=5, opt="sgd", save=False, resume=False, precisions=False,
-         workdir=None):
+         sync_check=False, workdir=None):
     """Returns (ok, row dict)."""
     d = os.path.join(models, fam)
     work = tempfile.mkdtemp(prefix=f"bp_gpu_{fam}_{sched}_", dir=workdir)
@@ -184,6 +196,14 @@ def case(bitpipec, models, fam, sched, D=4, N=8, steps=5, opt="sgd", save=False,
                 dr, _ = worst(g1 + g2, gpu)
                 row["notes"].append(f"resumed after step 2: loss rel diff {dr:.1e} vs uninterrupted GPU run")
                 ok = ok and dr <= 1e-6
+        if sync_check:
+            fs, rs, gs = run_train(train, d, D, ["--device", "cuda"], steps, env={"BP_RT_SYNC": "1"})
+            same = rs.returncode == 0 and gs == gpu
+            row["notes"].append("BP_RT_SYNC=1 (a sync after every instruction): " +
+                                ("bitwise the asynchronous run's losses and norms" if same else "DIFFERENT"))
+            if not same:
+                print(f"FAIL {fam} {sched}: BP_RT_SYNC=1: {gs} vs {gpu}\n{failed(fs, rs)}")
+            ok = ok and same
         if precisions:
             for prec in ("tf32", "bf16"):
                 fp, rp, gp = run_train(train, d, D, ["--device", "cuda", "--precision", prec], steps)
@@ -281,6 +301,59 @@ def memcheck(bitpipec, models, fam, sched, workdir=None):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def faults(bitpipec, models, fam, workdir=None):
+    """Faults at start-up and in a step: non-zero exit within a minute, the rank named."""
+    d = os.path.join(models, fam)
+    work = tempfile.mkdtemp(prefix=f"bp_gpu_faults_{fam}_", dir=workdir)
+    ok = True
+    try:
+        train = compile_train(bitpipec, d, work, "1f1b", 2, 8, "sgd")
+        cases = [("1:init:hang", ["--transport", "nccl"], ["from rank 1", "check-in"]),
+                 ("1:nccl:hang", ["--transport", "nccl"], ["rank 1 never joined", "ncclCommInitRank"]),
+                 ("1:2:hang", ["--transport", "mpi"], ["from rank 1 after"])]
+        for fault, extra, want in cases:
+            import time
+            t0 = time.monotonic()
+            full, r, got = run_train(train, d, 2, ["--device", "cuda", "--timeout", "5"] + extra, 3,
+                                     env={"BITPIPE_FAULT": fault}, timeout=120)
+            dt = time.monotonic() - t0
+            err = r.stderr + r.stdout
+            if "built without NCCL" in err:
+                print(f"skip BITPIPE_FAULT={fault}: this build has no NCCL")
+                continue
+            good = r.returncode != 0 and dt < 60 and all(w in err for w in want)
+            line = next((l for l in err.splitlines() if "rank 0:" in l and ("after" in l or "never" in l)), "")
+            print(f"{'ok  ' if good else 'FAIL'} BITPIPE_FAULT={fault} -np 2 {' '.join(extra)}: exit {r.returncode} after "
+                  f"{dt:.0f} s; {line.strip()[:200]}")
+            if not good:
+                print(failed(full, r))
+            ok = ok and good
+        # a token id out of range (the host checks targets, not inputs): the embedding Gather's device
+        # flag, read at the step's sync
+        try:
+            import numpy as np
+            x = np.load(os.path.join(d, "pipeline_input_ids.npy"))
+            x.flat[x.size // 2] = 1 << 20
+            bad = os.path.join(work, "bad_ids.npy")
+            np.save(bad, x)
+            full, r, got = run_train(train, d, 2, ["--device", "cuda"], 1, ids=bad, timeout=120)
+            err = r.stderr
+            good = r.returncode != 0 and "out of range" in err and "micro-batch" in err and "node '" in err
+            line = next((l for l in err.splitlines() if "out of range" in l), "")
+            print(f"{'ok  ' if good else 'FAIL'} a token id out of range: exit {r.returncode}; {line.strip()[:240]}")
+            if not good:
+                print(failed(full, r))
+            ok = ok and good
+        except ImportError:
+            print("skip a token id out of range: no numpy")
+        return ok
+    except (RuntimeError, subprocess.TimeoutExpired) as x:
+        print(f"FAIL faults {fam}: {x}")
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def transport(prog):
     ok = True
     for mode, np_ in (("staged", 4), ("nccl", 1)):
@@ -305,7 +378,8 @@ def main():
         if not probe(gp):
             return 77
         ok, _ = case(bitpipec, models, fam, sched, int(arg(a, "-D", "4")), int(arg(a, "-N", "8")), int(arg(a, "--steps", "5")),
-                     arg(a, "--optimizer", "sgd"), "--save-onnx" in a, "--resume" in a, "--precisions" in a)
+                     arg(a, "--optimizer", "sgd"), "--save-onnx" in a, "--resume" in a, "--precisions" in a,
+                     "--sync-check" in a)
         return 0 if ok else 1
     if mode == "nccl1":
         bitpipec, gp, models, fam = a[2:6]
@@ -317,6 +391,11 @@ def main():
         if not probe(gp):
             return 77
         return 0 if memcheck(bitpipec, models, fam, sched) else 1
+    if mode == "faults":
+        bitpipec, gp, models, fam = a[2:6]
+        if not probe(gp):
+            return 77
+        return 0 if faults(bitpipec, models, fam) else 1
     if mode == "transport":
         prog, gp = a[2:4]
         if not probe(gp):
@@ -332,7 +411,7 @@ def main():
             for sched in (["bitpipe", "1f1b"] if "--quick" in a else SCHEDULES):
                 extra = {}
                 if fam == "gpt2" and sched == "1f1b":
-                    extra = {"precisions": True, "resume": True}
+                    extra = {"precisions": True, "resume": True, "sync_check": True}
                 c_ok, row = case(bitpipec, models, fam, sched, **extra)
                 rows.append(row)
                 ok = ok and c_ok
@@ -346,6 +425,7 @@ def main():
         rows.append(row)
         ok = ok and c_ok
         ok = memcheck(bitpipec, models, "gpt2", "bitpipe") and ok
+        ok = faults(bitpipec, models, "gpt2") and ok
         print("\n| model | schedule | D | optimizer | transport | loss vs ./train --device cpu | grad_norm vs cpu | "
               "loss vs bitpipec train | grad_norm vs bitpipec train | result |")
         print("|---|---|---|---|---|---|---|---|---|---|")
