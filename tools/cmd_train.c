@@ -47,7 +47,9 @@ static void help(FILE *f) {
           "  --device cpu|cuda       where the steps run (default cpu); cuda: the first GPU, kernels of\n"
           "                          kernels/cuda, parameters and optimizer state on the device\n"
           "  --precision fp32|tf32|bf16  GEMM precision on cuda (default fp32; bf16: bfloat16 GEMM inputs,\n"
-          "                          float32 accumulation, parameters and optimizer state)\n");
+          "                          float32 accumulation, parameters and optimizer state)\n"
+          "\nEnvironment: BP_FUSE=0 keeps the exporters' GELU chains as they are (by default each becomes\n"
+          "one Gelu node: frontend/fuse_gelu.c; the same in every bitpipec command).\n");
 }
 
 static int num(const char *opt, const char *s, double *out) {
