@@ -35,7 +35,11 @@ typedef struct bp_cg_opts {
   const char *schedule;       /* bitpipe, 1f1b, ... (partitioner/schedule.h) */
   int chunks;                 /* interleaved: chunks per rank; 0 the schedule's default */
   const char *partition;      /* "auto" (GLPK), "uniform", or ranges "0-3,4-6,..." */
-  const char *device_model;   /* NULL or "cpu-profile": profile on this CPU; h100, h200, a100: analytic */
+  const char *device_model;   /* NULL or "cpu-profile": profile on this CPU; "gpu-profile" (alias
+                                 "cuda-profile"): profile on the GPU through profile_device; h100,
+                                 h200, a100: analytic */
+  const bp_profile_device *profile_device; /* gpu-profile: the GPU's node timer, made by the caller
+                                 (tools/gpu_profile.c; this library does not link CUDA) */
   const char *profile_cache;  /* NULL: the default cache; "": none */
   int profile_repeats;        /* 0: 5 */
   double ilp_time_limit;      /* 0: 60 s */

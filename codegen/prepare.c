@@ -213,22 +213,26 @@ int bp_cg_prepare(bp_cg *cg, const bp_cg_opts *o, FILE *log, bp_err *e) {
                    o->model, cg->L, o->schedule, o->D, cg->S);
   /* 4. costs */
   const char *dev = o->device_model;
-  if (!dev || !strcmp(dev, "cpu-profile")) {
+  int gpu = dev && (!strcmp(dev, "gpu-profile") || !strcmp(dev, "cuda-profile"));
+  if (!dev || !strcmp(dev, "cpu-profile") || gpu) {
     char extra[512];
     size_t k = 0;
     for (int i = 0; i < nb && k < sizeof extra; i++)
       k += (size_t)snprintf(extra + k, sizeof extra - k, "%s%s=%lld", i ? "," : "", binds[i].name, (long long)binds[i].value);
     if (k < sizeof extra)
       snprintf(extra + k, sizeof extra - k, " gran=%s train-graph", cg->gran == BP_LAYERS_FINE ? "fine" : "block");
-    bp_profile_opts po = {.repeats = o->profile_repeats, .cache_path = o->profile_cache, .key_extra = extra};
+    if (gpu && !o->profile_device)
+      return bp_errf(e, "--device-model %s: no GPU node timer was given (internal: the caller opens the GPU)", dev);
+    bp_profile_opts po = {.repeats = o->profile_repeats, .cache_path = o->profile_cache, .key_extra = extra,
+                          .device = gpu ? o->profile_device : NULL};
     if (bp_lcosts_profile(&cg->ml, &po, &cg->lc, e)) return -1;
   } else {
     const bp_device_model *dm = bp_device_model_find(dev);
-    if (!dm) return bp_errf(e, "unknown --device-model '%s' (cpu-profile, h100, h200, a100)", dev);
+    if (!dm) return bp_errf(e, "unknown --device-model '%s' (cpu-profile, gpu-profile, h100, h200, a100)", dev);
     if (bp_lcosts_analytic(&cg->ml, dm, &cg->lc, e)) return -1;
   }
   cg->have_costs = 1;
-  if (log) fprintf(log, "costs     %s\n", cg->lc.source);
+  if (log) fprintf(log, "costs     %s: %s\n", gpu ? "gpu-profile" : dev ? dev : "cpu-profile", cg->lc.source);
   if (log)
     fprintf(log, "schedule  %s D=%d N=%d: %d stages, %d pipe(s), %d chunk(s) per rank%s — valid\n", o->schedule, o->D,
             o->N, cg->S, cg->prog.n_pipes, cg->prog.chunks_per_rank, cg->prog.split_backward ? ", split backward" : "");

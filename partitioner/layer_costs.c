@@ -1,5 +1,6 @@
 /* partitioner/layer_costs.c — layer costs: the device-model table, the analytic roofline model,
- * CPU profiling with its cache, and closed-form GPT-2 layers (see layer_costs.h). */
+ * profiling (on the CPU backend, or on a device through its node timer) with its cache, and
+ * closed-form GPT-2 layers (see layer_costs.h). */
 #include "partitioner/layer_costs.h"
 #include "frontend/autodiff.h"
 #include "frontend/train.h"
@@ -243,19 +244,95 @@ static void cache_store(const char *path, const char *key, int n, const double *
   fclose(f);
 }
 
+/* Every node of the training graph on the CPU backend, one warm-up run then R timed runs:
+ * node_s[r * nnodes + i] (the bp_node_timer_fn contract, for the CPU). */
+static int cpu_time_nodes(const bp_graph *g, int R, double *node_s, bp_err *e) {
+  int nt = g->ntensors, rc = -1;
+  bp_value *vals = calloc((size_t)nt + 1, sizeof(bp_value));
+  unsigned char *owned = calloc((size_t)nt + 1, 1);
+  if (!vals || !owned) {
+    bp_errf(e, "out of memory");
+    goto done;
+  }
+  for (int t = 0; t < nt; t++) {
+    const bp_tensor *tt = g->tensors[t];
+    vals[t] = tt->v;
+    if (tt->kind == BP_T_CONSTANT || tt->kind == BP_T_INITIALIZER) continue;
+    size_t b = bp_value_bytes(&tt->v);
+    vals[t].data = calloc(b ? b : 1, 1); /* inputs: zeros (valid token ids and targets) */
+    if (!vals[t].data) {
+      bp_errf(e, "profile: out of memory for '%s' (%zu bytes)", tt->name, b);
+      goto done;
+    }
+    owned[t] = 1;
+  }
+  bp_ctx ctx = {.training = 1, .seed = 0, .counter = 0};
+  for (int rep = 0; rep < R + 1; rep++) { /* the first run warms up and is not counted */
+    for (int i = 0; i < g->nnodes; i++) {
+      const bp_node *nd = g->nodes[i];
+      bp_value *in[64] = {0}, *ou[64] = {0};
+      for (int k = 0; k < nd->nin && k < 64; k++) in[k] = nd->in[k] >= 0 ? &vals[nd->in[k]] : NULL;
+      for (int k = 0; k < nd->nout && k < 64; k++) {
+        ou[k] = nd->out[k] >= 0 ? &vals[nd->out[k]] : NULL;
+        if (ou[k] && owned[nd->out[k]]) memset(ou[k]->data, 0, bp_value_bytes(ou[k]));
+      }
+      if (!nd->op || !nd->op->eval) {
+        bp_errf(e, "profile: node '%s' (%s) has no CPU evaluation", nd->name, nd->op_type);
+        goto done;
+      }
+      double t0 = now_s();
+      if (nd->op->eval(&ctx, nd, in, nd->nin, ou, nd->nout, e) < 0) {
+        bp_err_prefix_node(e, nd);
+        goto done;
+      }
+      double dt = now_s() - t0;
+      if (rep > 0) node_s[(size_t)(rep - 1) * g->nnodes + i] = dt;
+    }
+  }
+  rc = 0;
+done:
+  for (int t = 0; t < nt && vals; t++)
+    if (owned && owned[t]) free(vals[t].data);
+  free(vals), free(owned);
+  return rc;
+}
+
+const bp_device_model *bp_device_model_match(const char *gpu_name) {
+  static const char *const tag[] = {"H100", "H200", "A100"};
+  char up[512];
+  size_t k = 0;
+  for (; gpu_name && gpu_name[k] && k + 1 < sizeof up; k++)
+    up[k] = (char)(gpu_name[k] >= 'a' && gpu_name[k] <= 'z' ? gpu_name[k] - 32 : gpu_name[k]);
+  up[k] = 0;
+  if (strstr(up, "PCIE")) return NULL; /* PCIe cards: no SXM NVLink */
+  for (size_t i = 0; i < sizeof tag / sizeof tag[0]; i++)
+    if (strstr(up, tag[i])) return &devices[i];
+  return NULL;
+}
+
 int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lcosts *out, bp_err *e) {
   const bp_graph *g = m->g;
-  int R = o && o->repeats > 0 ? o->repeats : 5, n = m->n, nt = g->ntensors, rc = -1;
+  const bp_profile_device *dev = o ? o->device : NULL;
+  int R = o && o->repeats > 0 ? o->repeats : 5, n = m->n, nn = g->nnodes, rc = -1;
+  if (dev && (!dev->time_nodes || !dev->key || !*dev->key))
+    return bp_errf(e, "internal: a profile device needs a node timer and a key");
   if (bp_lcosts_alloc(out, n, e)) return -1;
   for (int i = 0; i < n; i++) {
     const bp_layer_info *L = &m->layer[i];
     bp_lcost *c = &out->l[i];
     snprintf(c->name, sizeof c->name, "%s", L->name);
+    /* fp32 stash on either backend: the CUDA executor keeps activations in fp32 at every GEMM
+     * precision (bf16 rounds GEMM inputs only) */
     c->flops = L->flops_fwd, c->param_bytes = L->param_bytes, c->state_bytes = 4 * L->param_bytes;
     c->act_bytes = L->act_bytes, c->out_bytes = L->out_bytes;
   }
-  char key[2048], fk[512], cpu[256], cache[1024];
-  cpu_name(cpu, sizeof cpu);
+  char key[2048], fk[512], devkey[300], cache[1024];
+  if (dev) snprintf(devkey, sizeof devkey, "%s", dev->key);
+  else {
+    char cpu[256];
+    cpu_name(cpu, sizeof cpu);
+    snprintf(devkey, sizeof devkey, "cpu:%s", cpu);
+  }
   if (file_key(m->model, fk, sizeof fk)) snprintf(fk, sizeof fk, "%s", m->model);
   /* the bound input shapes are part of the key whatever the caller adds: a changed shape misses */
   char ins[768];
@@ -268,8 +345,8 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
       k += (size_t)snprintf(ins + k, sizeof ins - k, "%s%lld", d ? "x" : "", (long long)tt->v.dims[d]);
     if (k < sizeof ins) k += (size_t)snprintf(ins + k, sizeof ins - k, "]");
   }
-  snprintf(key, sizeof key, "model=%s inputs=%s shapes=%s layers=%d repeats=%d device=cpu:%s", fk, ins,
-           o && o->key_extra ? o->key_extra : "", n, R, cpu);
+  snprintf(key, sizeof key, "model=%s inputs=%s shapes=%s layers=%d repeats=%d device=%s", fk, ins,
+           o && o->key_extra ? o->key_extra : "", n, R, devkey);
   for (char *q = key; *q; q++)
     if (*q == '\n') *q = ' ';
   if (o && o->cache_path) snprintf(cache, sizeof cache, "%s", o->cache_path);
@@ -277,54 +354,34 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
   double *fwd = calloc((size_t)n, sizeof(double)), *bwd = calloc((size_t)n, sizeof(double));
   double *tf = calloc((size_t)n * R, sizeof(double)), *tb = calloc((size_t)n * R, sizeof(double));
   double *tmp = malloc(sizeof(double) * (size_t)R);
-  bp_value *vals = calloc((size_t)nt, sizeof(bp_value));
-  unsigned char *owned = calloc((size_t)nt, 1);
-  if (!fwd || !bwd || !tf || !tb || !tmp || !vals || !owned) {
+  double *node_s = NULL;
+  int hit = 0;
+  if (!fwd || !bwd || !tf || !tb || !tmp) {
     bp_errf(e, "out of memory");
     goto done;
   }
-  if (o && o->cache_hit) *o->cache_hit = 0;
-  if (cache[0] && cache_lookup(cache, key, n, fwd, bwd)) {
-    if (o && o->cache_hit) *o->cache_hit = 1;
-  } else {
-    for (int t = 0; t < nt; t++) {
-      const bp_tensor *tt = g->tensors[t];
-      vals[t] = tt->v;
-      if (tt->kind == BP_T_CONSTANT || tt->kind == BP_T_INITIALIZER) continue;
-      size_t b = bp_value_bytes(&tt->v);
-      vals[t].data = calloc(b ? b : 1, 1); /* inputs: zeros (valid token ids and targets) */
-      if (!vals[t].data) {
-        bp_errf(e, "profile: out of memory for '%s' (%zu bytes)", tt->name, b);
-        goto done;
-      }
-      owned[t] = 1;
+  if (cache[0] && cache_lookup(cache, key, n, fwd, bwd)) hit = 1;
+  else {
+    node_s = calloc((size_t)nn * R + 1, sizeof(double));
+    if (!node_s) {
+      bp_errf(e, "out of memory");
+      goto done;
     }
-    bp_ctx ctx = {.training = 1, .seed = 0, .counter = 0};
-    for (int rep = 0; rep < R + 1; rep++) { /* the first run warms up and is not counted */
-      for (int i = 0; i < g->nnodes; i++) {
-        const bp_node *nd = g->nodes[i];
-        bp_value *in[64] = {0}, *ou[64] = {0};
-        for (int k = 0; k < nd->nin && k < 64; k++) in[k] = nd->in[k] >= 0 ? &vals[nd->in[k]] : NULL;
-        for (int k = 0; k < nd->nout && k < 64; k++) {
-          ou[k] = nd->out[k] >= 0 ? &vals[nd->out[k]] : NULL;
-          if (ou[k] && owned[nd->out[k]]) memset(ou[k]->data, 0, bp_value_bytes(ou[k]));
-        }
-        if (!nd->op || !nd->op->eval) {
-          bp_errf(e, "profile: node '%s' (%s) has no CPU evaluation", nd->name, nd->op_type);
-          goto done;
-        }
-        double t0 = now_s();
-        if (nd->op->eval(&ctx, nd, in, nd->nin, ou, nd->nout, e) < 0) {
-          bp_err_prefix_node(e, nd);
-          goto done;
-        }
-        double dt = now_s() - t0;
+    if (dev ? dev->time_nodes(dev->self, g, R, node_s, e) : cpu_time_nodes(g, R, node_s, e)) goto done;
+    /* per layer and run: the sum of its nodes (forward nodes to fwd, backward nodes to bwd) */
+    for (int r = 0; r < R; r++)
+      for (int i = 0; i < nn; i++) {
         int l = m->node_layer[i];
-        if (rep == 0 || l < 0) continue;
-        if (i < m->n_fwd) tf[(size_t)l * R + rep - 1] += dt;
-        else tb[(size_t)l * R + rep - 1] += dt;
+        double dt = node_s[(size_t)r * nn + i];
+        if (!isfinite(dt) || dt < 0) {
+          bp_errf(e, "profile: node '%s' (%s) was timed at %g s in run %d", g->nodes[i]->name, g->nodes[i]->op_type, dt,
+                  r + 1);
+          goto done;
+        }
+        if (l < 0) continue;
+        if (i < m->n_fwd) tf[(size_t)l * R + r] += dt;
+        else tb[(size_t)l * R + r] += dt;
       }
-    }
     for (int l = 0; l < n; l++) {
       memcpy(tmp, tf + (size_t)l * R, sizeof(double) * R);
       qsort(tmp, (size_t)R, sizeof(double), cmp_d);
@@ -335,15 +392,32 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
     }
     if (cache[0]) cache_store(cache, key, n, fwd, bwd);
   }
+  if (o && o->cache_hit) *o->cache_hit = hit;
   for (int l = 0; l < n; l++) out->l[l].fwd = fwd[l], out->l[l].bwd = bwd[l];
   if (bp_lcosts_find_tied(m, out, e)) goto done;
-  snprintf(out->source, sizeof out->source, "profiled on the CPU backend (%.80s), fp32, median of %d%s", cpu, R,
-           o && o->cache_hit && *o->cache_hit ? ", from the profile cache" : "");
+  if (!dev) {
+    snprintf(out->source, sizeof out->source, "profiled on the CPU backend (%.80s), fp32, median of %d%s",
+             devkey + 4, R, hit ? ", from the profile cache" : "");
+  } else {
+    const bp_device_model *dm = bp_device_model_match(dev->gpu_name);
+    out->mem_bytes = dev->mem_bytes;
+    out->link_bw = dm ? dm->link_bw : BP_DEFAULT_LINK_BW;
+    out->link_lat = dm ? dm->link_lat : BP_DEFAULT_LINK_LAT;
+    char links[200];
+    if (dm)
+      snprintf(links, sizeof links, "the %s model's (%.0f GB/s, %.0f us; the GPU's name matches)", dm->name,
+               dm->link_bw / 1e9, dm->link_lat * 1e6);
+    else
+      snprintf(links, sizeof links, "assumed PCIe 4.0 x16 (%.0f GB/s, %.0f us; no analytic model matches the GPU's name)",
+               BP_DEFAULT_LINK_BW / 1e9, BP_DEFAULT_LINK_LAT * 1e6);
+    snprintf(out->source, sizeof out->source,
+             "profiled on the GPU (%.200s), median of %d%s; memory: the GPU's %.1f GiB; links: %s",
+             dev->what ? dev->what : dev->key, R, hit ? ", from the profile cache" : "", dev->mem_bytes / 1073741824.0,
+             links);
+  }
   rc = 0;
 done:
-  for (int t = 0; t < nt && vals; t++)
-    if (owned && owned[t]) free(vals[t].data);
-  free(vals), free(owned), free(fwd), free(bwd), free(tf), free(tb), free(tmp);
+  free(fwd), free(bwd), free(tf), free(tb), free(tmp), free(node_s);
   if (rc) bp_lcosts_free(out);
   return rc;
 }

@@ -7,6 +7,10 @@
  *     repeats. Cached in a profile file keyed by model file (name, size, content hash), the bound
  *     input shapes, the caller's extra key (bindings, granularity), layer count, repeats and device
  *     (CPU model name); a hit skips the run and returns exactly the stored figures.
+ *     Or profiled on another device through a node timer (bp_profile_device: the GPU's is
+ *     kernels/cuda/layer_profile.h, so this library stays free of CUDA): the whole training graph
+ *     runs there, each node timed, summed per layer the same way; the key's device is the timer's
+ *     (GPU name + precision), and the memory cap and links come with it (see bp_profile_device).
  *   - analytic: FLOPs and bytes of the same nodes against a device model's peak rates (a roofline
  *     per part: matmuls at the tensor-core peak, everything else at the fp32 peak or HBM bandwidth,
  *     whichever binds); backward = 2 x forward. Peak rates are an optimistic bound (100% MFU).
@@ -33,6 +37,15 @@ typedef struct bp_device_model {
 
 const bp_device_model *bp_device_models(int *count);
 const bp_device_model *bp_device_model_find(const char *name);
+/* The analytic model whose GPU a device name (e.g. cudaDeviceProp.name "NVIDIA H100 80GB HBM3")
+ * names: H100, H200 or A100 in any case, except PCIe cards (their links are not the SXM parts'
+ * NVLink); NULL when none matches. */
+const bp_device_model *bp_device_model_match(const char *gpu_name);
+/* Links assumed for a profiled GPU that matches no analytic model: PCIe 4.0 x16, 32 GB/s raw per
+ * direction of which about 25 GB/s is achieved by large copies, and 10 us per message (host-staged
+ * or NCCL over PCIe). An assumption, not a measurement; the table's source says so. */
+#define BP_DEFAULT_LINK_BW 25e9
+#define BP_DEFAULT_LINK_LAT 10e-6
 
 typedef struct bp_lcost {
   char name[32];
@@ -57,7 +70,7 @@ typedef struct bp_lcosts {
   bp_lcost *l;        /* [n] */
   int n_tied;
   bp_ltied *tied;     /* [n_tied] */
-  char source[320];   /* "profiled on the CPU backend (median of 5, cached)", "analytic h100 bf16" */
+  char source[640];   /* "profiled on the CPU backend (median of 5, cached)", "analytic h100 bf16" */
   double link_bw, link_lat; /* 0: free links */
   double mem_bytes;   /* the device's memory, 0 unknown */
 } bp_lcosts;
@@ -74,14 +87,29 @@ int bp_lcosts_find_tied(const bp_model_layers *m, bp_lcosts *c, bp_err *e);
 /* Analytic costs of found layers on a device model. */
 int bp_lcosts_analytic(const bp_model_layers *m, const bp_device_model *dev, bp_lcosts *out, bp_err *e);
 
+/* Times every node of a training graph on a device other than the CPU backend: one warm-up run of
+ * the whole graph (not counted), then `repeats` timed runs; node_s[r * g->nnodes + i] = seconds
+ * node i took in timed run r. Inputs are zeros (valid token ids and targets), as on the CPU. */
+typedef int (*bp_node_timer_fn)(void *self, const bp_graph *g, int repeats, double *node_s, bp_err *e);
+
+typedef struct bp_profile_device {
+  bp_node_timer_fn time_nodes;
+  void *self;
+  const char *key;       /* the cache key's device, e.g. "gpu:NVIDIA_H100_80GB_HBM3:bf16" (no spaces) */
+  const char *what;      /* for the source, e.g. "NVIDIA H100 80GB HBM3, bf16 GEMMs, CUDA events per node" */
+  const char *gpu_name;  /* matched by bp_device_model_match for the links */
+  double mem_bytes;      /* the device's memory: the partition's memory cap */
+} bp_profile_device;
+
 typedef struct bp_profile_opts {
   int repeats;             /* default 5 */
   const char *cache_path;  /* NULL: $BITPIPE_PROFILE_CACHE or ~/.cache/bitpipe/profiles.txt; "" no cache */
   const char *key_extra;   /* bindings etc. in the key */
   int *cache_hit;          /* out (or NULL) */
+  const bp_profile_device *device; /* NULL: the CPU backend, here */
 } bp_profile_opts;
 
-/* Profiled costs on the CPU backend (see above). */
+/* Profiled costs on the CPU backend or o->device (see above). */
 int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lcosts *out, bp_err *e);
 
 /* Closed-form GPT-2 layers: embedding, n_layer blocks (fine: attention and MLP halves), head +

@@ -9,6 +9,8 @@
 #   5. tests/gpu/test_pipeline_gpu.py matrix: the compiled pipeline (`mpirun -np 4 ./train --device
 #      cuda`, the transports, memcheck on one step) against ./train --device cpu and bitpipec train,
 #      every schedule; before it test_pipeline_gpu_order (which programs NCCL can carry)
+#   6. layer costs profiled on the GPU (bitpipec --device-model gpu-profile): tests/gpu/test_gpu_profile*,
+#      and tests/gpu/profile_table.sh's table (GPT-2's layers fwd/bwd us, partitions vs the h100 model)
 # --only-pipeline: build and run step 5 alone; --quick: step 5 on the bitpipe and 1f1b schedules only.
 # --prebuilt: use the binaries already in BUILD_DIR (built on another x86-64 machine) instead of
 # building. Full logs go to $OUT when set (the device tool's output folder), else
@@ -27,7 +29,7 @@ for a in "$@"; do
   --prebuilt) prebuilt=1 ;;
   --only-pipeline) only_pipeline=1 ;;
   --quick) quick=--quick ;;
-  -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
   *) dir=$a ;;
   esac
 done
@@ -125,6 +127,22 @@ grep -E "^--|^step 5|^device|wall|FAILED|note" "$log/cli.log"
 echo
 echo "#### the compiled pipeline on the GPU (tests/gpu/test_pipeline_gpu.py)"
 cat "$log/pipeline_order.log" "$log/pipeline.log"
+# ---- 6. layer costs profiled on the GPU (--device-model gpu-profile): tests/gpu/test_gpu_profile (the
+# library path, whole-run comparison, cache keys), test_gpu_profile_cli.py (the commands), and
+# tests/gpu/profile_table.sh (GPT-2's layers on the GPU vs the h100 model, the partitions chosen)
+if [ $prebuilt = 1 ] || cmake --build "$dir" -j"$(nproc)" --target test_gpu_profile >>"$log/build.log" 2>&1; then
+  run gpu_profile "$dir/tests/gpu/test_gpu_profile" models || rc=1
+  run gpu_profile_cli python3 tests/gpu/test_gpu_profile_cli.py "$dir/tools/bitpipec" "$dir/tests/gpu/gpu_probe" models || rc=1
+  run gpu_profile_table bash tests/gpu/profile_table.sh "$dir/tools/bitpipec" models || rc=1
+  echo
+  echo "#### layer costs profiled on the GPU (tests/gpu/test_gpu_profile*, tests/gpu/profile_table.sh)"
+  grep -E "^GPU|^==|^source|^whole|FAIL|passed" "$log/gpu_profile.log"
+  grep -E "^compile|^cpu-profile|^bf16|^no GPU|FAIL|passed" "$log/gpu_profile_cli.log"
+  cat "$log/gpu_profile_table.log"
+else
+  echo "build of test_gpu_profile failed (log: $log/build.log)"
+  rc=1
+fi
 echo
 [ $rc = 0 ] && echo "gpu-test: all passed" || echo "gpu-test: FAILURES (logs in $log)"
 exit $rc

@@ -6,6 +6,7 @@
 #include "codegen/codegen.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/gpu_profile.h"
 
 #include "bitpipe_build.h"
 
@@ -39,8 +40,12 @@ static void help(FILE *f) {
           "  --chunks V              chunks per rank for 'interleaved' (default 2)\n"
           "  --partition P           auto (GLPK integer program; default), uniform, or layer ranges per\n"
           "                          stage in pipeline order, e.g. 0-3,4-6,7 (bitpipec partition)\n"
-          "  --device-model NAME     costs: cpu-profile (profile on this CPU, cached; default) or an\n"
-          "                          analytic model: h100, h200, a100\n"
+          "  --device-model NAME     costs: gpu-profile (profile the training graph on GPU 0 with the CUDA\n"
+          "                          executor, cached; default when this bitpipec has the CUDA backend and\n"
+          "                          a GPU is visible; alias cuda-profile), cpu-profile (profile on this\n"
+          "                          CPU, cached; default otherwise) or an analytic model: h100, h200, a100\n"
+          "  --precision P           gpu-profile's GEMM precision: fp32 (default, as ./TRAIN --precision),\n"
+          "                          tf32 or bf16; profile in the precision you will train in\n"
           "  --profile-cache FILE    profile cache (default $BITPIPE_PROFILE_CACHE or\n"
           "                          ~/.cache/bitpipe/profiles.txt); --no-cache to always profile\n"
           "  --repeats R             profiling repeats (median; default 5)\n"
@@ -147,7 +152,7 @@ int bp_cmd_compile(int argc, char **argv) {
   bp_cg_opts_default(&o);
   bp_cli_model_args a;
   memset(&a, 0, sizeof a);
-  const char *out = NULL;
+  const char *out = NULL, *precision = NULL;
   int emit_only = 0, no_cache = 0;
   double x;
   for (int i = 0; i < argc; i++) {
@@ -167,6 +172,7 @@ int bp_cmd_compile(int argc, char **argv) {
     else if (!strcmp(s, "--schedule") && has) o.schedule = argv[++i];
     else if (!strcmp(s, "--partition") && has) o.partition = argv[++i];
     else if (!strcmp(s, "--device-model") && has) o.device_model = argv[++i];
+    else if (!strcmp(s, "--precision") && has) precision = argv[++i];
     else if (!strcmp(s, "--profile-cache") && has) o.profile_cache = argv[++i];
     else if (!strcmp(s, "--no-cache")) no_cache = 1;
     else if (!strcmp(s, "--emit-c")) emit_only = 1;
@@ -229,6 +235,18 @@ int bp_cmd_compile(int argc, char **argv) {
     }
   }
   if (no_cache) o.profile_cache = "";
+  /* the device model: given, or where the program will train (the GPU when one is there) */
+  if (!o.device_model) o.device_model = bp_cli_default_device_model();
+  int gpu_profile = bp_cli_is_gpu_profile(o.device_model);
+  if (precision && !bp_cli_precision_ok(precision)) {
+    fprintf(stderr, "bitpipec: --precision is fp32, tf32 or bf16, got '%s'\n", precision);
+    return 2;
+  }
+  if (precision && !gpu_profile) {
+    fprintf(stderr, "bitpipec: --precision sets the GEMM precision of --device-model gpu-profile; the costs here "
+                    "come from '%s' (the CPU profiles in fp32, the analytic models assume bf16)\n", o.device_model);
+    return 2;
+  }
   o.model = a.model;
   o.binds = a.binds, o.nbinds = a.nbinds;
   char cmdline[8192] = "bitpipec";
@@ -245,7 +263,21 @@ int bp_cmd_compile(int argc, char **argv) {
   snprintf(ppath, sizeof ppath, "%s.plan.json", out);
   snprintf(wname, sizeof wname, "%s.weights", base_name(out));
   snprintf(pname, sizeof pname, "%s.plan.json", base_name(out));
-  if (bp_cg_prepare(&cg, &o, stdout, &e)) goto fail;
+  bp_profile_device pdev;
+  bp_cli_gpu_prof *gp = NULL;
+  memset(&cg, 0, sizeof cg);
+  if (gpu_profile) {
+    char why[1024];
+    if (!(gp = bp_cli_gpu_prof_open(precision, &pdev, why, sizeof why))) {
+      fprintf(stderr, "bitpipec: %s\n", why);
+      return 1;
+    }
+    o.profile_device = &pdev;
+  }
+  int prc = bp_cg_prepare(&cg, &o, stdout, &e);
+  bp_cli_gpu_prof_close(gp); /* the GPU is only needed for the costs */
+  o.profile_device = cg.o.profile_device = NULL;
+  if (prc) goto fail;
   if (bp_cg_build_stages(&cg, &e)) goto fail;
   int nodes = 0, nf = 0, ni = 0, tensors = 0;
   for (int s = 0; s < cg.S; s++) {

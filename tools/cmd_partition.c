@@ -1,9 +1,10 @@
 /* tools/cmd_partition.c — `bitpipec partition`: cut a model into layers, cost them (profiled on the
- * CPU or an analytic device model), place them on a schedule's chunks with the GLPK integer
+ * CPU or the GPU, or an analytic device model), place them on a schedule's chunks with the GLPK integer
  * program, and compare the result with uniform and manual partitions through one evaluator (the
  * proxy, the memory per rank and the simulator with one cost row per stage). */
 #include "partitioner/partition.h"
 #include "tools/commands.h"
+#include "tools/gpu_profile.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,8 +31,12 @@ static void usage(FILE *f) {
           "  --mem-cap SIZE          per-rank memory cap, e.g. 40G (GiB), 512M; default: the device's\n"
           "  --micro-batch B         binds 'batch' (default 1)\n"
           "  --bind NAME=V           binds a symbolic dimension, e.g. sequence=1024\n"
-          "  --device-model NAME     cpu-profile (profile on this CPU; default for a model file), or an\n"
-          "                          analytic model: h100 (default for --synthetic), h200, a100\n"
+          "  --device-model NAME     gpu-profile (profile on GPU 0 with the CUDA executor; default for a\n"
+          "                          model file when this bitpipec has the CUDA backend and a GPU is\n"
+          "                          visible; alias cuda-profile), cpu-profile (profile on this CPU;\n"
+          "                          default otherwise), or an analytic model: h100 (default for\n"
+          "                          --synthetic), h200, a100\n"
+          "  --precision P           gpu-profile's GEMM precision: fp32 (default, as ./TRAIN), tf32, bf16\n"
           "  --layers block|fine     one layer per block (default), or blocks split at inner cut points\n"
           "  --repeats R             profiling repeats (median; default 5)\n"
           "  --profile-cache FILE    profile cache (default $BITPIPE_PROFILE_CACHE or\n"
@@ -74,7 +79,7 @@ static void json_str(FILE *f, const char *s) {
 }
 
 int bp_cmd_partition(int argc, char **argv) {
-  const char *model = NULL, *synthetic = NULL, *sched = NULL, *device = NULL, *cache = NULL;
+  const char *model = NULL, *synthetic = NULL, *sched = NULL, *device = NULL, *cache = NULL, *precision = NULL;
   const char *parts[MAX_CAND];
   int nparts = 0, D = 0, N = 0, chunks = 0, report = 0, json = 0, no_cache = 0, repeats = 5, micro = 1;
   double mem_cap = 0, time_limit = 60;
@@ -93,6 +98,7 @@ int bp_cmd_partition(int argc, char **argv) {
     else if (!strcmp(a, "--chunks") && has) chunks = atoi(argv[++i]);
     else if (!strcmp(a, "--synthetic") && has) synthetic = argv[++i];
     else if (!strcmp(a, "--device-model") && has) device = argv[++i];
+    else if (!strcmp(a, "--precision") && has) precision = argv[++i];
     else if (!strcmp(a, "--profile-cache") && has) cache = argv[++i];
     else if (!strcmp(a, "--no-cache")) no_cache = 1;
     else if (!strcmp(a, "--report")) report = 1;
@@ -142,13 +148,26 @@ int bp_cmd_partition(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (device && strcmp(device, "cpu-profile") && !bp_device_model_find(device)) {
-    fprintf(stderr, "bitpipec partition: unknown --device-model '%s' (cpu-profile, h100, h200, a100)\n", device);
+  if (device && strcmp(device, "cpu-profile") && !bp_cli_is_gpu_profile(device) && !bp_device_model_find(device)) {
+    fprintf(stderr, "bitpipec partition: unknown --device-model '%s' (cpu-profile, gpu-profile, h100, h200, a100)\n",
+            device);
     return 2;
   }
-  if (synthetic && device && !strcmp(device, "cpu-profile")) {
+  if (synthetic && device && (!strcmp(device, "cpu-profile") || bp_cli_is_gpu_profile(device))) {
     fprintf(stderr, "bitpipec partition: --synthetic needs an analytic --device-model (h100, h200, a100), not "
-                    "cpu-profile: there is no model to run\n");
+                    "%s: there is no model to run\n", device);
+    return 2;
+  }
+  if (!synthetic && !device) device = bp_cli_default_device_model(); /* where the program will train */
+  int gpu_profile = bp_cli_is_gpu_profile(device);
+  if (precision && !bp_cli_precision_ok(precision)) {
+    fprintf(stderr, "bitpipec partition: --precision is fp32, tf32 or bf16, got '%s'\n", precision);
+    return 2;
+  }
+  if (precision && !gpu_profile) {
+    fprintf(stderr, "bitpipec partition: --precision sets the GEMM precision of --device-model gpu-profile; the costs "
+                    "here come from '%s' (the CPU profiles in fp32, the analytic models assume bf16)\n",
+            device ? device : "h100");
     return 2;
   }
   if (nparts == 0) parts[nparts++] = "auto", parts[nparts++] = "uniform";
@@ -213,17 +232,29 @@ int bp_cmd_partition(int argc, char **argv) {
       k += (size_t)snprintf(shapes + k, sizeof shapes - k > k ? sizeof shapes - k : 0, "%s%s=%lld", i ? "," : "",
                             all[i].name, (long long)all[i].value);
     if (bp_model_layers_build(model, all, nall, gran, &ml, &e)) goto fail_e;
-    if (!device || !strcmp(device, "cpu-profile")) {
+    if (!device || !strcmp(device, "cpu-profile") || gpu_profile) {
       char extra[400];
       snprintf(extra, sizeof extra, "%s gran=%s", shapes, gran == BP_LAYERS_FINE ? "fine" : "block");
+      bp_profile_device pdev;
+      bp_cli_gpu_prof *gp = NULL;
+      if (gpu_profile) {
+        char why[1024];
+        if (!(gp = bp_cli_gpu_prof_open(precision, &pdev, why, sizeof why))) {
+          fprintf(stderr, "bitpipec partition: %s\n", why);
+          goto done;
+        }
+      }
       bp_profile_opts po = {.repeats = repeats, .cache_path = no_cache ? "" : cache, .key_extra = extra,
-                            .cache_hit = &cache_hit};
-      if (bp_lcosts_profile(&ml, &po, &lc, &e)) goto fail_e;
+                            .cache_hit = &cache_hit, .device = gp ? &pdev : NULL};
+      int prc = bp_lcosts_profile(&ml, &po, &lc, &e);
+      bp_cli_gpu_prof_close(gp);
+      if (prc) goto fail_e;
       cache_state = no_cache ? "off" : cache_hit ? "hit" : "miss";
     } else {
       const bp_device_model *dev = bp_device_model_find(device);
       if (!dev) {
-        fprintf(stderr, "bitpipec partition: unknown --device-model '%s' (cpu-profile, h100, h200, a100)\n", device);
+        fprintf(stderr, "bitpipec partition: unknown --device-model '%s' (cpu-profile, gpu-profile, h100, h200, a100)\n",
+                device);
         goto done;
       }
       if (bp_lcosts_analytic(&ml, dev, &lc, &e)) goto fail_e;

@@ -45,10 +45,16 @@ struct bp_cuda_exec {
   unsigned char *ttrans;    /* per tensor: stored with the last two dims swapped (folded Transpose) */
   unsigned char *is_mm;     /* per node: a MatMul */
   signed char *view_in;     /* per node: the input a view shares (0, or 1 for Mul(scalar, x)) */
-  bp_cuda_prof *prof;       /* per-node timing (BP_CUDA_PROFILE=1), or NULL */
+  bp_cuda_prof *prof;       /* per-node timing (BP_CUDA_PROFILE=1, or bp_cuda_exec_time_nodes), or NULL */
+  int prof_report;          /* print the profile when freed (BP_CUDA_PROFILE=1) */
 };
 
 bp_cuda_prof *bp_cuda_exec_prof(const bp_cuda_exec *x) { return x ? x->prof : NULL; }
+
+int bp_cuda_exec_time_nodes(bp_cuda_exec *x, bp_err *e) {
+  if (!x->prof && !(x->prof = bp_cuda_prof_new(x->g, e))) return -1;
+  return 0;
+}
 
 /* Whether node n's output 0 can share input 0's buffer (see the top of the file): 1 always, 2 when
  * the context is not training (Dropout), 0 no. */
@@ -139,7 +145,7 @@ static void plan_folds(bp_cuda_exec *x, const int *reads, const int *reads_mm, c
 void bp_cuda_exec_free(bp_cuda_exec *x) {
   if (!x) return;
   if (x->prof) {
-    bp_cuda_prof_report(x->prof, stderr);
+    if (x->prof_report) bp_cuda_prof_report(x->prof, stderr);
     bp_cuda_prof_free(x->prof);
   }
   for (int t = 0; x->dev && t < x->g->ntensors; t++) bp_cuda_release(x->dc, x->dev[t]);
@@ -237,6 +243,7 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
   }
   if (bp_cuda_sync(dc, "uploading the graph's constants", e)) goto fail;
   if (bp_cuda_prof_enabled() && !(x->prof = bp_cuda_prof_new(g, e))) goto fail;
+  x->prof_report = x->prof != NULL;
   return x;
 fail:
   bp_cuda_exec_free(x);

@@ -121,6 +121,11 @@ void bp_cuda_prof_add(bp_cuda_prof *p, const char *name, double ms);
 void bp_cuda_prof_report(const bp_cuda_prof *p, FILE *f);
 /* The executor's profile, or NULL when profiling is off. */
 bp_cuda_prof *bp_cuda_exec_prof(const bp_cuda_exec *x);
+/* The seconds of every node in the last collected run (node_s[nnodes]; warm-up included). */
+int bp_cuda_prof_last(const bp_cuda_prof *p, double *node_s, bp_err *e);
+/* Turns per-node timing on for one executor (kernels/cuda/layer_profile.c), as BP_CUDA_PROFILE=1
+ * does for all, but without the report when it is freed (unless BP_CUDA_PROFILE asks for it). */
+int bp_cuda_exec_time_nodes(bp_cuda_exec *x, bp_err *e);
 
 /* Elements covered by one launch of a grid-stride kernel of 256 threads. */
 unsigned bp_cuda_blocks(const bp_cuda *dc, int64_t n);

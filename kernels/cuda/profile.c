@@ -19,6 +19,7 @@ struct bp_cuda_prof {
   int nnodes;
   cudaEvent_t *ev;  /* nnodes + 1 */
   double *node_ms;  /* summed over counted runs */
+  double *last_ms;  /* the last run's, warm-up included (kernels/cuda/layer_profile.c reads these) */
   int runs_seen, runs_counted;
   int nextra;
   const char *extra_name[MAX_EXTRA];
@@ -40,7 +41,8 @@ bp_cuda_prof *bp_cuda_prof_new(const bp_graph *g, bp_err *e) {
   p->nnodes = g->nnodes;
   p->ev = calloc((size_t)g->nnodes + 1, sizeof(cudaEvent_t));
   p->node_ms = calloc((size_t)g->nnodes + 1, sizeof(double));
-  if (!p->ev || !p->node_ms) {
+  p->last_ms = calloc((size_t)g->nnodes + 1, sizeof(double));
+  if (!p->ev || !p->node_ms || !p->last_ms) {
     bp_errf(e, "out of memory");
     bp_cuda_prof_free(p);
     return NULL;
@@ -63,6 +65,7 @@ void bp_cuda_prof_free(bp_cuda_prof *p) {
     if (p->ev[i]) cudaEventDestroy(p->ev[i]);
   free(p->ev);
   free(p->node_ms);
+  free(p->last_ms);
   free(p);
 }
 
@@ -72,14 +75,21 @@ int bp_cuda_prof_mark(bp_cuda_prof *p, bp_cuda *dc, int i, bp_err *e) {
 }
 
 int bp_cuda_prof_collect(bp_cuda_prof *p, bp_err *e) {
-  if (p->runs_seen++ == 0) return 0; /* warm-up */
+  int counted = p->runs_seen++ > 0; /* the first run is a warm-up */
   BP_CU_AT(cudaEventSynchronize(p->ev[p->nnodes]), "profiling (BP_CUDA_PROFILE)", e);
   for (int i = 0; i < p->nnodes; i++) {
     float ms = 0;
     BP_CU_AT(cudaEventElapsedTime(&ms, p->ev[i], p->ev[i + 1]), "profiling (BP_CUDA_PROFILE)", e);
-    p->node_ms[i] += ms;
+    p->last_ms[i] = ms;
+    if (counted) p->node_ms[i] += ms;
   }
-  p->runs_counted++;
+  p->runs_counted += counted;
+  return 0;
+}
+
+int bp_cuda_prof_last(const bp_cuda_prof *p, double *node_s, bp_err *e) {
+  if (!p || p->runs_seen == 0) return bp_errf(e, "internal: no timed run of the graph yet");
+  for (int i = 0; i < p->nnodes; i++) node_s[i] = p->last_ms[i] * 1e-3;
   return 0;
 }
 

@@ -13,6 +13,11 @@ usage: test_partition_cli.py BITPIPEC MODELS_DIR   (closing line `N passed, M fa
   recomputed here from the JSON's layer table (loads, pace, boundary transfer, the tied wte
   all-reduce between the embedding's and the head's ranks).
 - The profile cache at the command level: miss, hit (same figures), changed shape misses, --no-cache.
+- The GPU profile source without a GPU (CUDA_VISIBLE_DEVICES= hides any): the default device model
+  is cpu-profile for `partition` and `bitpipec MODEL -o` (their costs say so); --device-model
+  gpu-profile (and its alias cuda-profile) is a one-line error naming why (no CUDA backend in this
+  build, or no GPU visible), exit 1, for both commands; --precision without gpu-profile, and
+  gpu-profile with --synthetic, are usage errors. (With a GPU: tests/gpu/test_gpu_profile*.)
 - Errors, each a clear one-line message and a non-zero exit (never a signal): a memory cap no
   partition meets (the message names the smallest cap, which then works, and a cap 2 % under it
   does not), D odd for a two-direction schedule, fewer layers than chunks, N the schedule does not
@@ -226,6 +231,35 @@ def main():
         check(j3["profile_cache"] == "miss", "micro-batch 1: %s" % j3["profile_cache"])
         check(j4["profile_cache"] == "off", "--no-cache: %s" % j4["profile_cache"])
         print("  miss, hit, changed shape miss, --no-cache off")
+
+    print("the GPU profile source, with no GPU visible:")
+    nogpu = dict(env, CUDA_VISIBLE_DEVICES="")
+    j = run_json(bitpipec, base + shape, nogpu)
+    if j:
+        check("profiled on the CPU backend" in j["costs_source"], "default without a GPU: %s" % j["costs_source"])
+    why = r"--device-model gpu-profile: (this bitpipec was built without the CUDA backend|no GPU is visible)"
+    for dm in ["gpu-profile", "cuda-profile"]:
+        msg = expect_error(bitpipec, base + shape + ["--device-model", dm], why, "partition %s, no GPU" % dm, nogpu)
+        check(msg.count("\n") == 0, "one line: %r" % msg)
+    for dm, pat in [("gpu-profile", why), ("cpu-profile", r"--precision sets the GEMM precision of --device-model gpu-profile")]:
+        p = subprocess.run([bitpipec, gpt2, "-o", os.path.join(tmp, "never"), "--seq", "16", "-D", "2", "--device-model",
+                            dm, "--precision", "bf16", "--emit-c"], capture_output=True, text=True, timeout=300, env=nogpu)
+        msg = p.stderr.strip()
+        check(p.returncode > 0 and re.search(pat, msg) and msg.count("\n") == 0,
+              "bitpipec MODEL -o --device-model %s --precision bf16, no GPU: exit %d, %r" % (dm, p.returncode, msg))
+        print("  compile %-20s -> %s" % (dm, msg[:160]))
+        check(not os.path.exists(os.path.join(tmp, "never.c")), "nothing written after the error")
+    p = subprocess.run([bitpipec, gpt2, "-o", os.path.join(tmp, "t"), "--seq", "16", "-D", "2", "--emit-c"],
+                       capture_output=True, text=True, timeout=300, env=nogpu)
+    costs = [ln for ln in p.stdout.splitlines() if ln.startswith("costs")]
+    check(p.returncode == 0 and costs and costs[0].startswith("costs     cpu-profile: profiled on the CPU backend"),
+          "compile default without a GPU: %s %s" % (costs, p.stderr.strip()))
+    expect_error(bitpipec, base + shape + ["--device-model", "h100", "--precision", "bf16"],
+                 r"--precision sets the GEMM precision", "--precision with h100")
+    expect_error(bitpipec, base + shape + ["--device-model", "gpu-profile", "--precision", "fp16"],
+                 r"--precision is fp32, tf32 or bf16", "bad --precision")
+    expect_error(bitpipec, ["--synthetic", "gpt2", "-D", "2", "-N", "4", "--schedule", "1f1b", "--device-model",
+                            "gpu-profile"], r"--synthetic needs an analytic --device-model", "--synthetic gpu-profile")
 
     print("errors:")
     syn = ["--synthetic", "gpt2", "--layers", "fine", "-D", "8", "-N", "32", "--schedule", "1f1b"]

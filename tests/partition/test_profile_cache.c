@@ -2,7 +2,12 @@
  * profile of a model misses and stores, a second run hits and returns exactly the stored figures
  * (proved by editing the cache file: the edited numbers come back), and a changed input shape,
  * repeat count or model misses. A damaged entry is a miss; a cache that cannot be written is no
- * error. */
+ * error. Profiling through a device's node timer (the interface --device-model gpu-profile uses,
+ * here with a fake timer of known node times, so this runs without a GPU): the per-layer sums and
+ * medians against a recomputation from node_layer, the device's memory and links (an H100's name
+ * takes the h100 model's NVLink, a PCIe card or an unknown GPU the PCIe default) in the table and
+ * its source, the device's key apart from the CPU's, a hit not calling the timer, and a timer's
+ * error or a non-finite time failing the profile without storing anything. */
 #include "partitioner/layer_costs.h"
 #include "tests/schedule/check.h"
 
@@ -54,6 +59,114 @@ static void edit_first_entry(int n) {
   for (int i = 0; i < n; i++) fprintf(f, "%.17g %.17g\n", (i + 1) * 1e-3, (i + 1) * 2e-3);
   fputs(rest, f);
   fclose(f);
+}
+
+/* A fake device: node i takes (1 + i % 7) us in run r, scaled by (1 + r / 100) (so the median run
+ * is known); `fail` makes it report an error, `nan_at` a NaN for that node. */
+typedef struct {
+  int calls, fail, nan_at;
+} fake_dev;
+
+static int fake_time(void *self, const bp_graph *g, int R, double *node_s, bp_err *e) {
+  fake_dev *d = self;
+  d->calls++;
+  if (d->fail) return bp_errf(e, "fake device: out of device memory");
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < g->nnodes; i++)
+      node_s[(size_t)r * g->nnodes + i] = i == d->nan_at ? NAN : 1e-6 * (1 + i % 7) * (1 + r / 100.0);
+  return 0;
+}
+
+static void device_timer(const char *gpt2) {
+  bp_binding binds[2] = {{"batch", 2}, {"sequence", 16}};
+  bp_model_layers m;
+  bp_err e = {0};
+  if (bp_model_layers_build(gpt2, binds, 2, BP_LAYERS_BLOCK, &m, &e)) {
+    CHECK(0, "%s: %s", gpt2, e.msg);
+    return;
+  }
+  remove(CACHE);
+  fake_dev fd = {.nan_at = -1};
+  bp_profile_device dev = {.time_nodes = fake_time, .self = &fd, .key = "gpu:NVIDIA_H100_80GB_HBM3:sm_90:bf16",
+                           .what = "NVIDIA H100 80GB HBM3, fake", .gpu_name = "NVIDIA H100 80GB HBM3", .mem_bytes = 85e9};
+  int hit = -1, R = 5;
+  bp_profile_opts o = {.repeats = R, .cache_path = CACHE, .key_extra = "test", .cache_hit = &hit, .device = &dev};
+  bp_lcosts a, b;
+  if (bp_lcosts_profile(&m, &o, &a, &e)) {
+    CHECK(0, "device profile: %s", e.msg);
+    bp_model_layers_free(&m);
+    return;
+  }
+  CHECK(hit == 0 && fd.calls == 1 && count_entries() == 1, "device: hit %d, calls %d, entries %d", hit, fd.calls,
+        count_entries());
+  for (int l = 0; l < a.n; l++) { /* the median run is r = R / 2 (times grow with r) */
+    double f = 0, bw = 0;
+    for (int i = 0; i < m.g->nnodes; i++)
+      if (m.node_layer[i] == l) *(i < m.n_fwd ? &f : &bw) += 1e-6 * (1 + i % 7) * (1 + (R / 2) / 100.0);
+    CHECK(fabs(a.l[l].fwd - f) <= 1e-12 * f && fabs(a.l[l].bwd - bw) <= 1e-12 * bw && f > 0 && bw > 0,
+          "device layer %d: %.17g/%.17g, want %.17g/%.17g", l, a.l[l].fwd, a.l[l].bwd, f, bw);
+  }
+  CHECK(a.mem_bytes == 85e9 && a.link_bw == bp_device_model_find("h100")->link_bw &&
+            a.link_lat == bp_device_model_find("h100")->link_lat,
+        "device memory %g, links %g %g", a.mem_bytes, a.link_bw, a.link_lat);
+  CHECK(strstr(a.source, "profiled on the GPU (NVIDIA H100 80GB HBM3, fake)") && strstr(a.source, "h100 model"),
+        "device source: %s", a.source);
+  /* a hit does not run the timer; the CPU has its own entry */
+  if (bp_lcosts_profile(&m, &o, &b, &e) == 0) {
+    CHECK(hit == 1 && fd.calls == 1, "device again: hit %d, calls %d", hit, fd.calls);
+    for (int l = 0; l < a.n; l++) CHECK(a.l[l].fwd == b.l[l].fwd && a.l[l].bwd == b.l[l].bwd, "device hit layer %d", l);
+    CHECK(strstr(b.source, "from the profile cache") != NULL, "device hit source: %s", b.source);
+    bp_lcosts_free(&b);
+  } else {
+    CHECK(0, "device again: %s", e.msg);
+  }
+  bp_profile_opts cpu = o;
+  cpu.device = NULL;
+  if (bp_lcosts_profile(&m, &cpu, &b, &e) == 0) {
+    CHECK(hit == 0 && count_entries() == 2 && strstr(b.source, "CPU backend"), "CPU after the device: hit %d, %d entries, %s",
+          hit, count_entries(), b.source);
+    CHECK(b.link_bw == 0 && b.mem_bytes == 0, "the CPU profile has no device memory or links");
+    bp_lcosts_free(&b);
+  } else {
+    CHECK(0, "CPU after the device: %s", e.msg);
+  }
+  /* another precision's key misses; PCIe cards and unknown GPUs get the PCIe default links */
+  const char *names[2] = {"NVIDIA H100 PCIe", "Some Future GPU"};
+  for (int k = 0; k < 2; k++) {
+    bp_profile_device d2 = dev;
+    d2.key = k ? "gpu:Some_Future_GPU:sm_100:bf16" : "gpu:NVIDIA_H100_PCIe:sm_90:fp32";
+    d2.gpu_name = names[k];
+    bp_profile_opts o2 = o;
+    o2.device = &d2;
+    if (bp_lcosts_profile(&m, &o2, &b, &e) == 0) {
+      CHECK(hit == 0 && count_entries() == 3 + k, "%s: hit %d, %d entries", names[k], hit, count_entries());
+      CHECK(b.link_bw == BP_DEFAULT_LINK_BW && b.link_lat == BP_DEFAULT_LINK_LAT && strstr(b.source, "PCIe 4.0"),
+            "%s: links %g %g, %s", names[k], b.link_bw, b.link_lat, b.source);
+      bp_lcosts_free(&b);
+    } else {
+      CHECK(0, "%s: %s", names[k], e.msg);
+    }
+  }
+  CHECK(bp_device_model_match("NVIDIA H200") == bp_device_model_find("h200") &&
+            bp_device_model_match("NVIDIA A100-SXM4-80GB") == bp_device_model_find("a100") &&
+            bp_device_model_match("nvidia h100 80gb hbm3") == bp_device_model_find("h100") &&
+            bp_device_model_match("NVIDIA GeForce RTX 4090") == NULL,
+        "bp_device_model_match");
+  /* a timer's error and a NaN fail the profile; nothing is stored */
+  bp_lcosts_free(&a);
+  remove(CACHE);
+  fd.fail = 1;
+  CHECK(bp_lcosts_profile(&m, &o, &a, &e) != 0 && strstr(e.msg, "out of device memory") && count_entries() == 0,
+        "a failing timer: %s, %d entries", e.msg, count_entries());
+  fd.fail = 0, fd.nan_at = m.g->nnodes - 1;
+  memset(&e, 0, sizeof e); /* bp_errf keeps the first error */
+  CHECK(bp_lcosts_profile(&m, &o, &a, &e) != 0 && strstr(e.msg, "was timed at nan") && count_entries() == 0,
+        "a NaN node time: %s, %d entries", e.msg, count_entries());
+  dev.time_nodes = NULL;
+  memset(&e, 0, sizeof e);
+  CHECK(bp_lcosts_profile(&m, &o, &a, &e) != 0 && strstr(e.msg, "node timer"), "no timer: %s", e.msg);
+  remove(CACHE);
+  bp_model_layers_free(&m);
 }
 
 int main(void) {
@@ -133,5 +246,6 @@ int main(void) {
   }
   bp_lcosts_free(&a);
   remove(CACHE);
+  device_timer(gpt2);
   return check_done();
 }
