@@ -55,6 +55,15 @@ __global__ void k_unary_f32(int op, uparams p, const float *x, float *y, int64_t
   GRID_STRIDE(i, count) y[i] = unary_f(op, x[i], p);
 }
 
+/* Gelu (both forms) four elements per thread: the same formula as unary_f, 16-byte loads and
+ * stores; one pass at memory bandwidth (the fused GELU chains of frontend/fuse_gelu.c land here). */
+__global__ void k_gelu4_f32(int op, uparams p, const float4 *x, float4 *y, int64_t count4) {
+  GRID_STRIDE(i, count4) {
+    float4 v = x[i];
+    y[i] = make_float4(unary_f(op, v.x, p), unary_f(op, v.y, p), unary_f(op, v.z, p), unary_f(op, v.w, p));
+  }
+}
+
 __global__ void k_unary_test(int op, uparams p, const float *x, uint8_t *y, int64_t count) {
   GRID_STRIDE(i, count) {
     float v = x[i];
@@ -115,6 +124,13 @@ static int eval_unary(bp_ctx *ctx, const bp_node *n, int op, bp_value *const *in
     k_unary_test<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>(op, p, (const float *)x->data,
                                                                          (uint8_t *)y->data, count);
     BP_LAUNCHED(dc, "k_unary_test");
+    return 0;
+  }
+  if ((op == U_Gelu || op == U_GeluTanh) && count % 4 == 0 && ((uintptr_t)x->data & 15) == 0 &&
+      ((uintptr_t)y->data & 15) == 0) {
+    k_gelu4_f32<<<bp_cuda_blocks(dc, count / 4), THREADS, 0, dc->stream>>>(op, p, (const float4 *)x->data,
+                                                                           (float4 *)y->data, count / 4);
+    BP_LAUNCHED(dc, "k_gelu4_f32");
     return 0;
   }
   k_unary_f32<<<bp_cuda_blocks(dc, count), THREADS, 0, dc->stream>>>(op, p, (const float *)x->data,

@@ -303,6 +303,10 @@ static void random_cases(void) {
   AS(nn, "approximate", "tanh");
   RUN(nn, "Gelu tanh");
   rc_begin();
+  nn = nd(NULL, "Gelu", 1, 1, RF(-6, 6, 8, 64)); /* four per thread */
+  AS(nn, "approximate", "tanh");
+  RUN(nn, "Gelu tanh [8, 64]");
+  rc_begin();
   nn = nd(NULL, "LeakyRelu", 1, 1, RF(-3, 3, 40));
   AF(nn, "alpha", 0.2f);
   RUN(nn, "LeakyRelu alpha");
@@ -656,6 +660,10 @@ static void random_cases(void) {
     nn = nd("bitpipe", "GeluGrad", 1, 2, RF(-1, 1, 5, 9), RF(-4, 4, 5, 9));
     if (a) AS(nn, "approximate", "tanh");
     RUN(nn, a ? "GeluGrad tanh" : "GeluGrad");
+    rc_begin();
+    nn = nd("bitpipe", "GeluGrad", 1, 2, RF(-1, 1, 8, 64), RF(-6, 6, 8, 64)); /* four per thread */
+    if (a) AS(nn, "approximate", "tanh");
+    RUN(nn, a ? "GeluGrad tanh [8, 64]" : "GeluGrad [8, 64]");
   }
   rc_begin();
   x = RF(-4, 4, 3, 5, 11);
@@ -671,6 +679,21 @@ static void random_cases(void) {
   z = RT(BP_I64, 0, 10, 3, 5);
   ((int64_t *)G->tensors[z]->v.data)[2] = -100;
   RUN(nd("bitpipe", "SoftmaxCrossEntropyGrad", 1, 3, RF(0.5, 2, 1), RF(-4, 4, 3, 5, 11), z), "SoftmaxCrossEntropyGrad");
+  /* wide rows through the float4 path (C % 4 == 0) and the scalar one, logits up to +-30 (float exp
+   * of far-below-max terms, confident targets) */
+  for (int wide = 0; wide < 2; wide++) {
+    int64_t cls = wide ? 5000 : 1001;
+    rc_begin();
+    z = RT(BP_I64, 0, cls - 1, 24);
+    ((int64_t *)G->tensors[z]->v.data)[5] = -100;
+    x = RF(-30, 30, 24, cls);
+    RUN(nd("bitpipe", "SoftmaxCrossEntropy", 1, 2, x, z), wide ? "SoftmaxCrossEntropy 5000 classes" : "SoftmaxCrossEntropy 1001 classes");
+    rc_begin();
+    z = RT(BP_I64, 0, cls - 1, 24);
+    ((int64_t *)G->tensors[z]->v.data)[5] = -100;
+    RUN(nd("bitpipe", "SoftmaxCrossEntropyGrad", 1, 3, RF(0.5, 2, 1), RF(-30, 30, 24, cls), z),
+        wide ? "SoftmaxCrossEntropyGrad 5000 classes" : "SoftmaxCrossEntropyGrad 1001 classes");
+  }
 
   /* Dropout drawing masks: the GPU's mask must be the CPU's, bit for bit */
   rc_begin();
