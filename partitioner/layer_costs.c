@@ -345,8 +345,10 @@ int bp_lcosts_profile(const bp_model_layers *m, const bp_profile_opts *o, bp_lco
       k += (size_t)snprintf(ins + k, sizeof ins - k, "%s%lld", d ? "x" : "", (long long)tt->v.dims[d]);
     if (k < sizeof ins) k += (size_t)snprintf(ins + k, sizeof ins - k, "]");
   }
-  snprintf(key, sizeof key, "model=%s inputs=%s shapes=%s layers=%d repeats=%d device=%s", fk, ins,
-           o && o->key_extra ? o->key_extra : "", n, R, devkey);
+  /* the training graph's node count too: a graph pass that changes what runs (the GELU fusion,
+   * BP_FUSE=0) must miss the cache even though the file and shapes are the same */
+  snprintf(key, sizeof key, "model=%s inputs=%s shapes=%s layers=%d nodes=%d repeats=%d device=%s", fk, ins,
+           o && o->key_extra ? o->key_extra : "", n, g->nnodes, R, devkey);
   for (char *q = key; *q; q++)
     if (*q == '\n') *q = ' ';
   if (o && o->cache_path) snprintf(cache, sizeof cache, "%s", o->cache_path);

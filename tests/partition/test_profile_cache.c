@@ -217,6 +217,13 @@ int main(void) {
     CHECK(hit == 0 && count_entries() == 4, "bert: hit %d, %d entries (want a miss and 4)", hit, count_entries());
     bp_lcosts_free(&c);
   }
+  /* the same file and shapes without the GELU fusion is another graph: a miss, not the fused costs */
+  setenv("BP_FUSE", "0", 1);
+  if (profile(gpt2, 2, 1, CACHE, &c, &hit) == 0) {
+    CHECK(hit == 0 && count_entries() == 5, "BP_FUSE=0: hit %d, %d entries (want a miss and 5)", hit, count_entries());
+    bp_lcosts_free(&c);
+  }
+  unsetenv("BP_FUSE");
   /* a damaged entry is a miss, not garbage costs */
   FILE *f = fopen(CACHE, "w"); /* empty it */
   if (f) fclose(f);
