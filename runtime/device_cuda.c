@@ -112,10 +112,7 @@ static int wait_event(bp_rt *rt, cudaEvent_t ev, const char *what, bp_err *e) {
       bp_tp_abort(rt->tp, 1);
       return bp_errf(e, "the GPU's queued work did not complete"); /* not reached */
     }
-    if (++polls > 64) {
-      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
-      nanosleep(&ts, NULL);
-    }
+    bp_tp_backoff(++polls);
   }
 }
 

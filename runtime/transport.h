@@ -115,5 +115,8 @@ int bp_tp_barrier(bp_tp *t, int group, const char *what);
 void bp_tp_abort(bp_tp *t, int code);
 
 double bp_tp_now(void); /* monotonic seconds */
+/* Between polls of a wait (polls: how many so far): nothing for the first 64, then a yield, or,
+ * when this machine runs more ranks than cores, a short sleep (20 us, 200 us after 4096 polls). */
+void bp_tp_backoff(long polls);
 
 #endif

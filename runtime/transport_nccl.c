@@ -421,10 +421,7 @@ static int run_watched(bp_tp *abort_t, watched *w, bp_tp_roll *roll, const char 
       abort_t->impl->abort(abort_t, 1);
       return -1; /* not reached */
     }
-    if (++polls > 64) {
-      struct timespec ts = {0, polls > 4096 ? 200000 : 20000};
-      nanosleep(&ts, NULL);
-    }
+    bp_tp_backoff(++polls);
   }
   pthread_join(th, NULL);
   return 0;

@@ -174,7 +174,7 @@ pipe_run() {
   echo "-- ./train D=$D N=$N micro-batch $mb (compile $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.0f", b-a}') s): exit $rc, $(secs "$t1") s" >&2
   grep -E "^step|^train: device|step time|tokens/s  |^ +[0-9]+ +[0-9.]+ +[0-9.]+|error|out of memory" "$log" | head -24 >&2
   [ $rc = 0 ] || { tail -4 "$log" >&2; return 1; }
-  awk -v w=$warm -v tok=$((batch * T)) '$1 == "step" && $2 > w && $8 > 0 { s += tok / $8 * 1e3; n++ }
+  awk -v w=$warm -v tok=$((batch * T)) '$1 == "step" && $3 == "loss" && $2 > w && $8 > 0 { s += tok / $8 * 1e3; n++ }
     END { if (n) printf "%.3f", s / n; else print "nan" }' "$log"
 }
 if [ $pipe = 1 ]; then
