@@ -136,6 +136,8 @@ RULE(grad_gelu) {
   DONE;
 }
 
+/* Cast, and CastLike (dynamo's type_as): the gradient goes back to the input's dtype; CastLike's
+ * second input gives only a dtype, no gradient. */
 RULE(grad_cast) {
   if (need[0] && bp_dtype_is_float(dt(ad, Y(0)))) din[0] = cast_to(ad, dout[0], dt(ad, X(0)));
   DONE;
@@ -548,7 +550,7 @@ const bp_grad_rule bp_grad_rules[] = {
     {"Sum", grad_sum}, {"Neg", grad_neg}, {"Sqrt", grad_sqrt}, {"Reciprocal", grad_reciprocal},
     {"Exp", grad_exp}, {"Log", grad_log}, {"Sin", grad_sin}, {"Cos", grad_cos}, {"Abs", grad_abs},
     {"Tanh", grad_tanh}, {"Sigmoid", grad_sigmoid}, {"Relu", grad_relu}, {"Erf", grad_erf},
-    {"Gelu", grad_gelu}, {"Cast", grad_cast}, {"Where", grad_where}, {"Identity", grad_identity},
+    {"Gelu", grad_gelu}, {"Cast", grad_cast}, {"CastLike", grad_cast}, {"Where", grad_where}, {"Identity", grad_identity},
     {"Reshape", grad_reshape}, {"Flatten", grad_reshape}, {"Squeeze", grad_reshape},
     {"Unsqueeze", grad_reshape}, {"Expand", grad_expand}, {"Transpose", grad_transpose},
     {"Concat", grad_concat}, {"Split", grad_split}, {"Slice", grad_slice}, {"Gather", grad_gather},

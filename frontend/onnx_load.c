@@ -288,7 +288,7 @@ bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, con
   }
   g->proto = mp;
   g->proto_free = bp_onnx_proto_free;
-  if (build_graph(g, mp, path, base_dir, e) < 0) {
+  if (build_graph(g, mp, path, base_dir, e) < 0 || bp_onnx_rewrite_sequences(g, e) < 0) {
     bp_graph_free(g);
     return NULL;
   }

@@ -17,6 +17,11 @@ bp_graph *bp_onnx_load(const char *path, bp_err *e);
  * data lives (NULL: external data refused). */
 bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, const char *base_dir, bp_err *e);
 
+/* Rewrites SplitToSequence whose every use is SequenceAt at a constant position into Slice/Gather
+ * nodes (frontend/onnx_seq.c); other sequence uses are left for bp_graph_check_ops to report.
+ * bp_onnx_load calls it. */
+int bp_onnx_rewrite_sequences(bp_graph *g, bp_err *e);
+
 /* Decodes a serialized TensorProto (an ONNX test-data .pb file) into a malloc'ed value;
  * *name receives a malloc'ed copy of its name (may be empty). Converts f16/bf16 when `to_f32`. */
 int bp_tensor_pb_read(const char *path, bp_value *out, char **name, int to_f32, bp_err *e);

@@ -475,6 +475,16 @@ int main(void) {
   }
   node(&c, NULL, "GatherND", 1);
   finish(&c);
+  /* CastLike (the dynamo export's type_as) to float64: the gradient passes to input 0 only */
+  begin(&c, "CastLike into Tanh");
+  IN(&c, -1, 1, 2, 3);
+  arg(&c, bp_ad_const_scalar(&c.ad, 0.0, BP_F64));
+  node(&c, NULL, "CastLike", 1);
+  {
+    int y = bp_ad_infer(&c.ad, c.node);
+    c.node = y < 0 ? -1 : bp_ad_node(&c.ad, NULL, "Tanh", 1, &y, 1);
+  }
+  finish(&c);
   begin(&c, "MatMul 1-D x 2-D");
   IN(&c, -1, 1, 4);
   IN(&c, -1, 1, 4, 3);

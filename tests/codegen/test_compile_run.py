@@ -18,8 +18,12 @@ from the untrained model's (skipped with a note when onnxruntime is not importab
 The sequence length compiled for (--seq) is pipeline_input_ids.npy's second dimension (16 for the
 committed families; the batch is N x micro-batch sequences).
 
+--model FILE picks another export of the family than train.onnx (tests/families: the training recipe
+with an attention_mask input); each --input NAME=FILE is a further graph input, given to ./train and
+bitpipec train alike.
+
 usage: test_compile_run.py BITPIPEC MODELS_DIR FAMILY SCHEDULE [-D 4] [-N 8] [--micro-batch 1] [--steps 5]
-       [--optimizer sgd] [--save-onnx] [--cc CC] [--workdir DIR]
+       [--optimizer sgd] [--save-onnx] [--cc CC] [--workdir DIR] [--model train.onnx] [--input NAME=FILE]...
 Prints one line: family, schedule, worst relative differences, measured and predicted bubble."""
 import json
 import os
@@ -88,12 +92,17 @@ def main():
     opt, cc = arg("--optimizer", "sgd"), arg("--cc", "cc")
     d = os.path.join(models, fam)
     ids, tg = os.path.join(d, "pipeline_input_ids.npy"), os.path.join(d, "pipeline_targets.npy")
+    model = os.path.join(d, arg("--model", "train.onnx"))
+    extra_in = []
+    for k, a in enumerate(sys.argv):
+        if a == "--input" and k + 1 < len(sys.argv):
+            extra_in += ["--input", sys.argv[k + 1]]
     work = tempfile.mkdtemp(prefix=f"bp_{fam}_{sched}_", dir=arg("--workdir", None))
     hyper = ["--optimizer", opt] + (["--lr", "0.001", "--weight-decay", "0.01"] if opt == "adamw" else ["--lr", "0.05"])
     torch_ref = json.load(open(os.path.join(d, "pipeline_train_reference.json")))[opt]
     try:
         train = os.path.join(work, "train")
-        p = subprocess.run([bitpipec, os.path.join(d, "train.onnx"), "-o", train, "-D", str(D), "-N", str(N),
+        p = subprocess.run([bitpipec, model, "-o", train, "-D", str(D), "-N", str(N),
                             "--micro-batch", str(B), "--seq", str(npy_shape(ids)[1]), "--schedule", sched, "--no-dropout", "--device-model", "h100"] + hyper,
                            capture_output=True, text=True)
         if p.returncode != 0:
@@ -119,7 +128,7 @@ def main():
         mpirun = shutil.which("mpirun") or "mpirun"
         extra = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
         run = [mpirun] + extra + ["-np", str(D), train, "--input", "input_ids=" + ids, "--targets", tg,
-                                  "--steps", str(steps)]
+                                  "--steps", str(steps)] + extra_in
         saved = os.path.join(work, "saved.onnx")
         if save:
             run += ["--save-onnx", saved]
@@ -129,7 +138,7 @@ def main():
             print(f"FAIL {fam} {sched}: {' '.join(map(shlex.quote, run))}: exit {r.returncode}\n{r.stdout[-3000:]}\n"
                   f"{r.stderr[-3000:]}")
             return 1
-        ref = subprocess.run([bitpipec, "train", os.path.join(d, "train.onnx"), "--input", "input_ids=" + ids,
+        ref = subprocess.run([bitpipec, "train", model, "--input", "input_ids=" + ids] + extra_in + [
                               "--targets", tg, "--steps", str(steps + save), "--no-dropout"] + hyper,
                              capture_output=True, text=True)
         want = steps_of(ref.stdout)
@@ -156,7 +165,7 @@ def main():
             bub += f"; --save-onnx copy: loss {got_s[0][1] if got_s else None!r} vs step {steps + 1} {want[steps][1]!r} " \
                    f"(rel diff {ds:.2e})"
             ok = ok and ds <= 1e-5
-            ok_ort, note = ort_check(bitpipec, saved, os.path.join(d, "train.onnx"), ids, work)
+            ok_ort, note = ort_check(bitpipec, saved, model, ids, work)
             bub += "; " + note
             ok = ok and ok_ort
         print(f"{'ok  ' if ok else 'FAIL'} {fam:6s} {sched:15s} D={D} N={N} B={B} {opt}: loss rel diff {dl:.2e}, "

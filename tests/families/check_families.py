@@ -3,15 +3,18 @@
 family x exporter:
 
   run       `bitpipec run` logits vs onnxruntime on the same file (max |diff| / max |ORT|); when
-            onnxruntime is not importable, vs logits.torch.npy
+            onnxruntime is not importable, vs logits.torch.npy; mask.onnx also with a padded mask
+            (attention_mask_pad.npy; both numbers shown, ones/padded)
   train     `bitpipec train --no-dropout` SGD (lr 0.05), 5 steps, vs the PyTorch reference
             (train_reference.json): worst relative difference of the loss and the gradient norm
-  pipeline  (train.onnx only) tests/codegen/test_compile_run.py: `bitpipec MODEL -o train -D 2 -N rows/2
+  pipeline  (train.onnx and mask.onnx) tests/codegen/test_compile_run.py: `bitpipec MODEL -o train -D 2 -N rows/2
             --micro-batch 2 --schedule SCHED` + `mpirun -np 2 ./train` vs `bitpipec train` (1e-5) and
             vs PyTorch (1e-4)
 
 A failing step shows its first error line instead of a number.
-usage: check_families.py BITPIPEC DIR [--family F ...] [--variant train dynamo] [--schedule 1f1b]
+Exports (tests/families/export_families.py): train, dynamo, ts, mask (attention_mask input), ext
+(external data).
+usage: check_families.py BITPIPEC DIR [--family F ...] [--variant train dynamo ts mask ext] [--schedule 1f1b]
        [--no-pipeline] [--tol 1e-4]
 Exit status 1 when any check fails (for a regression test of committed families)."""
 import argparse
@@ -32,10 +35,17 @@ def first_err(p):
     return (errs[0] if errs else f"exit {p.returncode}")[:160]
 
 
-def check_run(bitpipec, d, onnx_path, work):
+def extra_inputs(onnx_path, d, prefix=""):
+    """--input arguments for the graph inputs besides input_ids (the mask variant's attention_mask)."""
+    return ["--input", "attention_mask=" + os.path.join(d, prefix + "attention_mask.npy")] \
+        if os.path.basename(onnx_path) == "mask.onnx" else []
+
+
+def check_run(bitpipec, d, onnx_path, work, mask="attention_mask.npy"):
     ids = os.path.join(d, "input_ids.npy")
     out = os.path.join(work, "run")
-    p = subprocess.run([bitpipec, "run", onnx_path, "--input", "input_ids=" + ids, "--output-dir", out],
+    extra = ["--input", "attention_mask=" + os.path.join(d, mask)] if extra_inputs(onnx_path, d) else []
+    p = subprocess.run([bitpipec, "run", onnx_path, "--input", "input_ids=" + ids, "--output-dir", out] + extra,
                        capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         return False, "run failed: " + first_err(p)
@@ -43,13 +53,24 @@ def check_run(bitpipec, d, onnx_path, work):
     try:
         import onnxruntime as ort
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        ref, what = sess.run(None, {"input_ids": np.load(ids)})[0].astype(np.float64), "ORT"
+        feed = {"input_ids": np.load(ids)}
+        if len(sess.get_inputs()) > 1:
+            feed["attention_mask"] = np.load(os.path.join(d, mask))
+        ref, what = sess.run(None, feed)[0].astype(np.float64), "ORT"
     except ImportError:
         ref, what = np.load(os.path.join(d, "logits.torch.npy")).astype(np.float64), "torch"
+    except Exception as e:  # noqa: BLE001  (onnxruntime rejects the export: compare with PyTorch)
+        if mask != "attention_mask.npy":
+            return True, "-"
+        ref, what = np.load(os.path.join(d, "logits.torch.npy")).astype(np.float64), "torch"
+        print(f"  note: {os.path.basename(d)}/{os.path.basename(onnx_path)}: onnxruntime fails "
+              f"({str(e).splitlines()[0][:150]}); bitpipec run compared with PyTorch", flush=True)
+    if not np.isfinite(ref).all():
+        return False, f"{what} gives non-finite logits"
     if mine.shape != ref.shape:
         return False, f"shape {mine.shape} vs {what} {ref.shape}"
     rel = float(np.abs(mine - ref).max() / max(np.abs(ref).max(), 1e-30))
-    return rel <= 1e-4, f"{rel:.1e}"
+    return rel <= 1e-4, f"{rel:.1e}" + ("" if what == "ORT" else f" ({what})")
 
 
 def steps_of(text):
@@ -61,7 +82,7 @@ def check_train(bitpipec, d, onnx_path, tol):
     ref = json.load(open(os.path.join(d, "train_reference.json")))["sgd"]
     cmd = [bitpipec, "train", onnx_path, "--input", "input_ids=" + os.path.join(d, "input_ids.npy"),
            "--targets", os.path.join(d, "targets.npy"), "--steps", str(len(ref["loss"])),
-           "--optimizer", "sgd", "--lr", repr(ref["config"]["lr"]), "--no-dropout"]
+           "--optimizer", "sgd", "--lr", repr(ref["config"]["lr"]), "--no-dropout"] + extra_inputs(onnx_path, d)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     got = steps_of(p.stdout)
     if p.returncode != 0 or len(got) != len(ref["loss"]):
@@ -71,11 +92,12 @@ def check_train(bitpipec, d, onnx_path, tol):
     return w <= tol, f"{w:.1e}" + ("" if w <= tol else f" (step 1 {w1:.1e})")
 
 
-def check_pipeline(bitpipec, d, sched):
+def check_pipeline(bitpipec, d, onnx_path, sched):
     models, fam = os.path.dirname(d), os.path.basename(d)
     rows = np.load(os.path.join(d, "pipeline_input_ids.npy")).shape[0]  # N micro-batches of 2 sequences
     cmd = [sys.executable, os.path.join(HERE, "..", "codegen", "test_compile_run.py"), bitpipec, models, fam,
-           sched, "-D", "2", "-N", str(rows // 2), "--micro-batch", "2"]
+           sched, "-D", "2", "-N", str(rows // 2), "--micro-batch", "2", "--model", os.path.basename(onnx_path)] \
+        + extra_inputs(onnx_path, d, "pipeline_")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     line = (p.stdout.strip().splitlines() or [""])[0]
     if p.returncode != 0:
@@ -90,7 +112,7 @@ def main():
     ap.add_argument("bitpipec")
     ap.add_argument("dir")
     ap.add_argument("--family", nargs="*")
-    ap.add_argument("--variant", nargs="*", default=["train", "dynamo"])
+    ap.add_argument("--variant", nargs="*", default=["train", "dynamo", "ts", "mask", "ext", "op14", "op12", "dyn18", "raw"])
     ap.add_argument("--schedule", default="1f1b")
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--tol", type=float, default=1e-4)
@@ -109,8 +131,12 @@ def main():
                 continue
             with tempfile.TemporaryDirectory(prefix="bp_fam_") as work:
                 r = check_run(args.bitpipec, d, path, work)
+                if r[0] and v == "mask" and os.path.exists(os.path.join(d, "attention_mask_pad.npy")):
+                    rp = check_run(args.bitpipec, d, path, work, "attention_mask_pad.npy")
+                    r = (rp[0], r[1] + "/" + rp[1] if rp[0] else "padded mask: " + rp[1])
             t = check_train(args.bitpipec, d, path, args.tol)
-            pl = check_pipeline(args.bitpipec, d, args.schedule) if v == "train" and not args.no_pipeline \
+            pl = check_pipeline(args.bitpipec, d, path, args.schedule) \
+                if v in ("train", "mask") and not args.no_pipeline \
                 else (True, "-")
             bad += (not r[0]) + (not t[0]) + (not pl[0])
             cell = lambda c: c[1] if c[0] else "FAIL " + c[1]  # noqa: E731

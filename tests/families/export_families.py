@@ -11,11 +11,20 @@ a trained model's and keep every parameter apart, so a dynamo export can be trai
 PyTorch step by step too. Dropout probabilities are 0.1 where the config has them, so the training
 recipe's export carries Dropout nodes.
 
-Each family is exported two ways (input `input_ids` int64 [batch, sequence], output `logits`):
+Each family is exported up to five ways (input `input_ids` int64 [batch, sequence], output `logits`):
   train.onnx   the training recipe: torch.onnx.export(training=TrainingMode.TRAINING,
                do_constant_folding=False, dynamo=False, opset_version=17), model in train mode;
   dynamo.onnx  torch.onnx.export(dynamo=True) default (optimize=True), eval mode, dynamic
-               Dim("batch")/Dim("sequence"); one file (no external data).
+               Dim("batch")/Dim("sequence"); one file (no external data);
+  ts.onnx      TorchScript default (eval, constant folding on, opset 17);
+  mask.onnx    the training recipe with a second input `attention_mask` int64 [batch, sequence]
+               (as optimum and pipeline exports have it; attention_mask.npy holds ones,
+               attention_mask_pad.npy pads the first sequence's last 5 tokens);
+  ext.onnx     dynamo as torch.onnx.export(model, args, "ext.onnx", dynamo=True) saves it: the
+               weights in ext.onnx.data (external data);
+  op14, op12   the training recipe at opset 14 / 12 (older exports: LayerNorm decomposed);
+  dyn18, raw   dynamo at opset 18; dynamo with optimize=False.
+The default is train dynamo ts mask ext (--variant picks others).
 
 Side files per family (directory OUT/<family>/), the conventions of models/<family>/:
   input_ids.npy, targets.npy           int64 [2, 16] (gpt2_odd: [3, 13]); default_rng(0) and (1)
@@ -135,12 +144,89 @@ FAMILIES = {
                      num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
                      hidden_dropout_prob=DROP, attention_probs_dropout_prob=DROP, pad_token_id=0),
                 "encoder, embedding 32 projected to hidden 64, generator head"),
+    "mixtral": (T.MixtralForCausalLM, T.MixtralConfig,
+                dict(DEC, intermediate_size=64, num_key_value_heads=2, num_local_experts=4,
+                     num_experts_per_tok=2, attention_dropout=DROP, tie_word_embeddings=True),
+                "mixture of experts: router softmax, top-2 of 4 experts"),
+    "gpt_bigcode": (T.GPTBigCodeForCausalLM, T.GPTBigCodeConfig,
+                    dict(vocab_size=VOCAB, n_embd=H, n_layer=L, n_head=4, n_inner=128, n_positions=64,
+                         multi_query=True, resid_pdrop=DROP, embd_pdrop=DROP, attn_pdrop=DROP,
+                         bos_token_id=0, eos_token_id=0, use_cache=False),
+                    "StarCoder 1: multi-query attention, fused c_attn, learned positions"),
+    "starcoder2": (T.Starcoder2ForCausalLM, T.Starcoder2Config,
+                   dict(DEC, intermediate_size=128, num_key_value_heads=2, sliding_window=8,
+                        attention_dropout=DROP, residual_dropout=DROP, embedding_dropout=DROP,
+                        use_bias=True, tie_word_embeddings=True),
+                   "LayerNorm with biases, gelu MLP, sliding window, GQA"),
+    "stablelm": (T.StableLmForCausalLM, T.StableLmConfig,
+                 dict(DEC, intermediate_size=96, num_key_value_heads=2, partial_rotary_factor=0.25,
+                      qk_layernorm=True, use_parallel_residual=False, attention_dropout=DROP,
+                      hidden_dropout=DROP, tie_word_embeddings=False),
+                 "per-head q/k LayerNorm, partial rotary"),
+    "cohere": (T.CohereForCausalLM, T.CohereConfig,
+               dict(DEC, intermediate_size=96, num_key_value_heads=2, logit_scale=0.25,
+                    attention_dropout=DROP, use_qk_norm=False),
+               "LayerNorm without bias, parallel block, interleaved rotary, logit scale"),
+    "olmo2": (T.Olmo2ForCausalLM, T.Olmo2Config,
+              dict(DEC, intermediate_size=96, num_key_value_heads=2, attention_dropout=DROP,
+                   tie_word_embeddings=False),
+              "post-norm (norm after attention/MLP), q/k RMSNorm over the whole projection"),
+    "gemma3": (T.Gemma3ForCausalLM, T.Gemma3TextConfig,
+               dict(DEC, intermediate_size=96, num_key_value_heads=2, head_dim=16,
+                    hidden_activation="gelu_pytorch_tanh", attention_dropout=DROP, sliding_window=8,
+                    query_pre_attn_scalar=16, layer_types=["sliding_attention", "full_attention"]),
+               "q/k norm, local and global rotary bases, sliding layers"),
+    "mpt": (T.MptForCausalLM, T.MptConfig,
+            dict(vocab_size=VOCAB, d_model=H, n_layers=L, n_heads=4, expansion_ratio=2, max_seq_len=64,
+                 resid_pdrop=DROP, emb_pdrop=DROP, no_bias=True, use_cache=False,
+                 attn_config={"alibi": True}),
+            "ALiBi, no biases, LayerNorm without bias"),
+    "codegen": (T.CodeGenForCausalLM, T.CodeGenConfig,
+                dict(vocab_size=VOCAB, n_embd=H, n_layer=L, n_head=4, n_inner=128, rotary_dim=8,
+                     n_positions=64, n_ctx=64, resid_pdrop=DROP, embd_pdrop=DROP, attn_pdrop=DROP,
+                     bos_token_id=0, eos_token_id=0, use_cache=False, tie_word_embeddings=False),
+                "qkv fused in mp_num groups, interleaved partial rotary"),
+    "gpt_neo": (T.GPTNeoForCausalLM, T.GPTNeoConfig,
+                dict(vocab_size=VOCAB, hidden_size=H, num_layers=L, num_heads=4, intermediate_size=128,
+                     max_position_embeddings=64, attention_types=[[["global", "local"], 1]],
+                     window_size=8, resid_dropout=DROP, embed_dropout=DROP, attention_dropout=DROP,
+                     bos_token_id=0, eos_token_id=0, use_cache=False),
+                "alternating global/local attention, unscaled scores"),
+    "persimmon": (T.PersimmonForCausalLM, T.PersimmonConfig,
+                  dict(DEC, intermediate_size=128, qk_layernorm=True, partial_rotary_factor=0.5,
+                       hidden_act="relu2", attention_dropout=DROP, hidden_dropout=DROP,
+                       tie_word_embeddings=False),
+                  "squared ReLU, q/k LayerNorm, partial rotary"),
+    "xglm": (T.XGLMForCausalLM, T.XGLMConfig,
+             dict(vocab_size=VOCAB, d_model=H, num_layers=L, attention_heads=4, ffn_dim=128,
+                  max_position_embeddings=64, dropout=DROP, attention_dropout=DROP,
+                  activation_dropout=DROP, bos_token_id=0, eos_token_id=2, pad_token_id=1,
+                  use_cache=False),
+             "sinusoidal positions from a cumsum of the mask, scaled embedding"),
+    "albert": (T.AlbertForMaskedLM, T.AlbertConfig,
+               dict(vocab_size=VOCAB, embedding_size=32, hidden_size=H, num_hidden_layers=L,
+                    num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
+                    hidden_dropout_prob=DROP, attention_probs_dropout_prob=DROP, pad_token_id=0),
+               "one layer's weights shared by every layer, factorised embedding"),
+    "deberta_v2": (T.DebertaV2ForMaskedLM, T.DebertaV2Config,
+                   dict(vocab_size=VOCAB, hidden_size=H, num_hidden_layers=L, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=64, relative_attention=True,
+                        position_buckets=32, max_relative_positions=64, pos_att_type=["p2c", "c2p"],
+                        position_biased_input=False, hidden_dropout_prob=DROP,
+                        attention_probs_dropout_prob=DROP, pad_token_id=0),
+                   "disentangled relative-position attention (log buckets, gathers)"),
     "gpt2_odd": (T.GPT2LMHeadModel, T.GPT2Config,
                  dict(vocab_size=VOCAB, n_positions=64, n_embd=H, n_layer=L, n_head=4, n_inner=128,
                       resid_pdrop=DROP, embd_pdrop=DROP, attn_pdrop=DROP, bos_token_id=0,
                       eos_token_id=0, use_cache=False),
                  "GPT-2 at batch 3, sequence 13"),
 }
+VARIANTS = {"train": "training recipe", "dynamo": "dynamo default, one file",
+            "ts": "TorchScript eval, constant folding on", "mask": "training recipe with an attention_mask input",
+            "ext": "dynamo default saved by torch.onnx.export(path): weights in path.data",
+            "op14": "training recipe at opset 14 (no LayerNormalization op)",
+            "op12": "training recipe at opset 12", "dyn18": "dynamo at opset 18",
+            "raw": "dynamo with optimize=False (the decomposed graph as translated)"}
 SHAPES = {"gpt2_odd": ((3, 13), (6, 13))}
 DEFAULT_SHAPES = ((2, 16), (8, 16))
 
@@ -181,20 +267,45 @@ class LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, return_dict=False, **self.kwargs)[0]
 
 
+class WithMask(torch.nn.Module):
+    """forward(input_ids, attention_mask) -> logits: the inputs an optimum/pipeline export has."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.model
+        self.kwargs = model.kwargs
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False, **self.kwargs)[0]
+
+
 def export(wrapped, ids, path, variant):
-    if variant == "train":
-        wrapped.train()
-        torch.onnx.export(wrapped, (ids,), path, input_names=["input_ids"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "logits": {0: "batch", 1: "sequence"}},
-                          opset_version=17, dynamo=False,
-                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    if variant in ("train", "ts", "mask", "op14", "op12"):
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+        names, args = ["input_ids"], (ids,)
+        if variant == "mask":
+            wrapped = WithMask(wrapped)
+            axes["attention_mask"] = {0: "batch", 1: "sequence"}
+            names, args = ["input_ids", "attention_mask"], (ids, torch.ones_like(ids))
+        kw = dict(training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False) if variant != "ts" else {}
+        wrapped.train() if variant != "ts" else wrapped.eval()
+        opset = {"op14": 14, "op12": 12}.get(variant, 17)
+        torch.onnx.export(wrapped, args, path, input_names=names, output_names=["logits"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False, **kw)
+    elif variant == "ext":
+        # torch.onnx.export(..., path, dynamo=True) as documented: weights in path + ".data"
+        wrapped.eval()
+        dyn = {"input_ids": {0: torch.export.Dim("batch", min=1, max=1024),
+                             1: torch.export.Dim("sequence", min=2, max=64)}}
+        torch.onnx.export(wrapped, (ids,), path, dynamo=True, input_names=["input_ids"],
+                          output_names=["logits"], dynamic_shapes=dyn, external_data=True)
     else:
         wrapped.eval()
         dyn = {"input_ids": {0: torch.export.Dim("batch", min=1, max=1024),
                              1: torch.export.Dim("sequence", min=2, max=64)}}
+        kw = {"dyn18": dict(opset_version=18), "raw": dict(optimize=False)}.get(variant, {})
         prog = torch.onnx.export(wrapped, (ids,), None, dynamo=True, input_names=["input_ids"],
-                                 output_names=["logits"], dynamic_shapes=dyn)
+                                 output_names=["logits"], dynamic_shapes=dyn, **kw)
         onnx.save(prog.model_proto, path, save_as_external_data=False)
         if os.path.exists(path + ".data"):
             os.remove(path + ".data")
@@ -225,10 +336,13 @@ def train_reference(family, ids_np, tg_np):
 
 def run_ort(path, ids_np):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input_ids": ids_np})[0]
+    feed = {"input_ids": ids_np}
+    if any(i.name == "attention_mask" for i in sess.get_inputs()):
+        feed["attention_mask"] = np.ones_like(ids_np)
+    return sess.run(None, feed)[0]
 
 
-def one(family, out):
+def one(family, out, variants):
     d = os.path.join(out, family)
     os.makedirs(d, exist_ok=True)
     shape, pshape = SHAPES.get(family, DEFAULT_SHAPES)
@@ -244,14 +358,26 @@ def one(family, out):
     with torch.no_grad():
         ref = wrapped(torch.from_numpy(ids_np)).numpy()
     np.save(os.path.join(d, "logits.torch.npy"), ref)
-    info = {"note": FAMILIES[family][3], "class": FAMILIES[family][0].__name__,
-            "params": sum(p.numel() for p in model.parameters()), "input": list(shape)}
-    for v in ("train", "dynamo"):
+    old = os.path.join(d, "export.json")
+    info = json.load(open(old)) if os.path.exists(old) else {}
+    info.update({"note": FAMILIES[family][3], "class": FAMILIES[family][0].__name__,
+            "params": sum(p.numel() for p in model.parameters()), "input": list(shape)})
+    np.save(os.path.join(d, "attention_mask.npy"), np.ones_like(ids_np))
+    pad = np.ones_like(ids_np)
+    pad[0, -5:] = 0  # right padding of the first sequence: the forward check of mask.onnx
+    np.save(os.path.join(d, "attention_mask_pad.npy"), pad)
+    np.save(os.path.join(d, "pipeline_attention_mask.npy"), np.ones_like(pids))
+    for v in variants:
         path = os.path.join(d, v + ".onnx")
         try:
             export(LogitsOnly(make_model(family)), torch.from_numpy(ids_np), path, v)
             m = onnx.load(path)
-            got = run_ort(path, ids_np)
+            try:
+                got = run_ort(path, ids_np)
+            except Exception as e:  # noqa: BLE001  (an export onnxruntime rejects: kept, for bitpipe's error)
+                info[v] = {"bytes": os.path.getsize(path), "ort_error": str(e).splitlines()[0][:400]}
+                print(f"{family}/{v}: {json.dumps(info[v])}", flush=True)
+                continue
             info[v] = {"bytes": os.path.getsize(path), "nodes": len(m.graph.node),
                        "initializers": len(m.graph.initializer),
                        "opset": max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")),
@@ -260,8 +386,9 @@ def one(family, out):
         except Exception as e:  # noqa: BLE001  (record the exporter's failure, go on)
             info[v] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]}
             traceback.print_exc(limit=3)
-            if os.path.exists(path):
-                os.remove(path)
+            for f in (path, path + ".data"):
+                if os.path.exists(f):
+                    os.remove(f)
         print(f"{family}/{v}: {json.dumps({k: x for k, x in info[v].items() if k != 'histogram'})}", flush=True)
     for prefix, a, t in (("", ids_np, tg_np), ("pipeline_", pids, ptg)):
         with open(os.path.join(d, prefix + "train_reference.json"), "w") as f:
@@ -276,11 +403,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="families_out")
     ap.add_argument("--family", nargs="*", default=list(FAMILIES))
+    ap.add_argument("--variant", nargs="*", default=["train", "dynamo", "ts", "mask", "ext"], choices=list(VARIANTS))
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     for fam in args.family:
-        one(fam, args.out)
+        one(fam, args.out, args.variant)
 
 
 if __name__ == "__main__":
