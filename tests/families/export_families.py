@@ -37,7 +37,11 @@ Side files per family (directory OUT/<family>/), the conventions of models/<fami
   export.json                          what happened: per variant bytes, nodes, op histogram, torch
                                        vs onnxruntime max abs difference, or the exporter's error
 
-Usage:  python3 tests/families/export_families.py [--out DIR] [--family mistral qwen2 ...]
+Committed (models/<family>/, < 400 KB each): gemma2, falcon, albert; export_families.py --commit
+copies train.onnx, the inputs, targets and references of those into models/.
+
+Usage:  python3 tests/families/export_families.py [--out DIR] [--family mistral qwen2 ...] [--variant ...]
+        python3 tests/families/export_families.py --commit   (regenerates models/{gemma2,falcon,albert})
 Needs:  torch transformers onnx onnxruntime onnxscript numpy (versions: models/README.md)
 """
 import argparse
@@ -90,7 +94,7 @@ FAMILIES = {
                    hidden_activation="gelu_pytorch_tanh", attention_dropout=DROP),
               "embedding * sqrt(hidden), RMSNorm (1 + w), gelu tanh GLU, MQA, tied head"),
     "gemma2": (T.Gemma2ForCausalLM, T.Gemma2Config,
-               dict(DEC, intermediate_size=96, num_key_value_heads=2, head_dim=16,
+               dict(DEC, intermediate_size=64, num_key_value_heads=2, head_dim=16,
                     hidden_activation="gelu_pytorch_tanh", attention_dropout=DROP,
                     sliding_window=8, attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                     query_pre_attn_scalar=16, layer_types=["sliding_attention", "full_attention"]),
@@ -120,7 +124,7 @@ FAMILIES = {
             "ReLU, learned positions with offset 2 from a cumsum of the mask"),
     "falcon": (T.FalconForCausalLM, T.FalconConfig,
                dict(vocab_size=VOCAB, hidden_size=H, num_hidden_layers=L, num_attention_heads=4,
-                    multi_query=True, parallel_attn=True, new_decoder_architecture=False,
+                    ffn_hidden_size=128, multi_query=True, parallel_attn=True, new_decoder_architecture=False,
                     bias=False, alibi=False, hidden_dropout=DROP, attention_dropout=DROP,
                     bos_token_id=0, eos_token_id=0, use_cache=False),
                "multi-query, parallel attention, rotary"),
@@ -399,14 +403,38 @@ def one(family, out, variants):
         f.write("\n")
 
 
+COMMITTED = ("gemma2", "falcon", "albert")
+COMMITTED_FILES = ("train.onnx", "input_ids.npy", "targets.npy", "train_reference.json", "pipeline_input_ids.npy",
+                   "pipeline_targets.npy", "pipeline_train_reference.json")
+
+
+def commit(out):
+    """The regression set: the training recipe of COMMITTED with its references, into models/<family>/."""
+    import shutil
+    models = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models")
+    for fam in COMMITTED:
+        one(fam, out, ["train"])
+        dst = os.path.join(models, fam)
+        os.makedirs(dst, exist_ok=True)
+        for f in COMMITTED_FILES:
+            shutil.copyfile(os.path.join(out, fam, f), os.path.join(dst, f))
+        size = os.path.getsize(os.path.join(dst, "train.onnx"))
+        print(f"models/{fam}/train.onnx: {size} bytes{'' if size < 400_000 else ' (over 400 KB!)'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="families_out")
     ap.add_argument("--family", nargs="*", default=list(FAMILIES))
     ap.add_argument("--variant", nargs="*", default=["train", "dynamo", "ts", "mask", "ext"], choices=list(VARIANTS))
+    ap.add_argument("--commit", action="store_true",
+                    help="export the committed families' training recipe and copy it into models/")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
+    if args.commit:
+        commit(args.out)
+        return
     for fam in args.family:
         one(fam, args.out, args.variant)
 
