@@ -132,7 +132,10 @@ def main():
         saved = os.path.join(work, "saved.onnx")
         if save:
             run += ["--save-onnx", saved]
-        r = subprocess.run(run, capture_output=True, text=True, timeout=300)
+        # a session directory of its own: two mpiruns starting at once (ctest -j) race to create the
+        # shared /tmp/ompi.HOST.UID and one fails with "mkdir ... File exists"
+        env = dict(os.environ, OMPI_MCA_orte_tmpdir_base=work)
+        r = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
         got = steps_of(r.stdout)
         if r.returncode != 0 or len(got) != steps:
             print(f"FAIL {fam} {sched}: {' '.join(map(shlex.quote, run))}: exit {r.returncode}\n{r.stdout[-3000:]}\n"

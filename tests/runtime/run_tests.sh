@@ -25,6 +25,9 @@ export OMP_NUM_THREADS=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# a session directory of its own: two mpiruns starting at once (ctest -j) race to create the shared
+# /tmp/ompi.HOST.UID and one fails with "mkdir ... File exists"
+export OMPI_MCA_orte_tmpdir_base=$work
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
