@@ -169,7 +169,9 @@ static int push_id(int **arr, int *n, int id) {
   return 0;
 }
 
-static int build_graph(bp_graph *g, const Onnx__ModelProto *mp, const char *path, const char *base_dir, bp_err *e) {
+/* *nhalf: how many initializers the file holds in float16/bfloat16 (widened to float32 here). */
+static int build_graph(bp_graph *g, const Onnx__ModelProto *mp, const char *path, const char *base_dir, int *nhalf,
+                       bp_err *e) {
   const Onnx__GraphProto *gp = mp->graph;
   if (!gp) return bp_errf(e, "%s: model has no graph", path);
   g->ir_version = mp->has_ir_version ? mp->ir_version : 0;
@@ -197,6 +199,7 @@ static int build_graph(bp_graph *g, const Onnx__ModelProto *mp, const char *path
     if (m.addr && add_mapping(g, m.addr, m.len) < 0) return bp_errf(e, "out of memory");
     t->owns_data = owns;
     t->kind = BP_T_INITIALIZER;
+    if (tp->data_type == BP_F16 || tp->data_type == BP_BF16) (*nhalf)++;
   }
   for (size_t i = 0; i < gp->n_input; i++) {
     const Onnx__ValueInfoProto *vi = gp->input[i];
@@ -288,10 +291,15 @@ bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, con
   }
   g->proto = mp;
   g->proto_free = bp_onnx_proto_free;
-  if (build_graph(g, mp, path, base_dir, e) < 0 || bp_onnx_rewrite_sequences(g, e) < 0) {
+  int nhalf = 0, widened = 0;
+  if (build_graph(g, mp, path, base_dir, &nhalf, e) < 0 || bp_onnx_rewrite_sequences(g, e) < 0) {
     bp_graph_free(g);
     return NULL;
   }
+  /* A half-precision export (its weights are float16/bfloat16) runs in float32: see onnx_half.c. */
+  if (nhalf > 0 && bp_onnx_widen_half(g, &widened) == 0 && widened > 0)
+    fprintf(stderr, "bitpipec: note: %s: %d float16/bfloat16 initializers; the model is computed in float32 (%d half "
+            "casts and outputs widened)\n", path, nhalf, widened);
   return g;
 }
 

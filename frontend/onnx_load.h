@@ -22,6 +22,11 @@ bp_graph *bp_onnx_load_buffer(const void *buf, size_t len, const char *path, con
  * bp_onnx_load calls it. */
 int bp_onnx_rewrite_sequences(bp_graph *g, bp_err *e);
 
+/* In a half-precision export (float16/bfloat16 weights, already widened to float32 by the loader),
+ * Cast(to=FLOAT16|BFLOAT16) becomes Cast(to=FLOAT) and half graph outputs are declared float32, so the
+ * model computes in float32 (frontend/onnx_half.c). *changed: how many casts and outputs. */
+int bp_onnx_widen_half(bp_graph *g, int *changed);
+
 /* Decodes a serialized TensorProto (an ONNX test-data .pb file) into a malloc'ed value;
  * *name receives a malloc'ed copy of its name (may be empty). Converts f16/bf16 when `to_f32`. */
 int bp_tensor_pb_read(const char *path, bp_value *out, char **name, int to_f32, bp_err *e);
