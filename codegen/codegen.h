@@ -82,6 +82,8 @@ typedef struct bp_cg_stage {
   int64_t param_bytes, const_bytes, slot_bytes, work_bytes;
   int64_t slot_lower_bound, work_lower_bound; /* the most bytes live at once (no packing loss) */
   int64_t weights_offset;
+  bp_rt_fold *folds;          /* [nnodes] views and folds (memplan.c), NULL when none */
+  int n_views, n_folds;       /* nodes that do not run; MatMuls applying a fold */
 } bp_cg_stage;
 
 typedef struct bp_cg {

@@ -210,8 +210,15 @@ static void emit_fn(FILE *f, const bp_cg_stage *st, const char *what, int a, int
           what);
   if (a == b) fputs("  (void)x; /* nothing to do */\n", f);
   for (int i = a; i < b; i++) {
-    fprintf(f, "  RUN(%d); /* ", i);
+    const bp_rt_fold *fo = st->folds ? &st->folds[i] : NULL;
+    if (fo && fo->view) /* its output is planned at its input's bytes (memplan.c) */
+      fprintf(f, "  /* node %d, a view: ", i);
+    else
+      fprintf(f, "  RUN(%d); /* ", i);
     node_comment(f, st->g, st->g->nodes[i]);
+    if (fo && (fo->trans[0] || fo->trans[1] || fo->in_log2[0] || fo->in_log2[1] || fo->out_log2))
+      fprintf(f, " [folded: A%s x 2^%d, B%s x 2^%d, product x 2^%d]", fo->trans[0] ? "^T" : "", fo->in_log2[0],
+              fo->trans[1] ? "^T" : "", fo->in_log2[1], fo->out_log2);
     fputs(" */\n", f);
   }
   fputs("  return 0;\n}\n\n", f);
@@ -279,6 +286,19 @@ static int emit_stage(FILE *f, const bp_cg *cg, const bp_cg_stage *st, bp_err *e
     fputs("},\n", f);
   }
   fputs("};\n\n", f);
+  if (st->folds) {
+    fprintf(f, "/* views (do not run; output at the input's bytes) and folds into MatMul: %d views, %d MatMuls with\n"
+               " * folds (runtime/plan.h, bp_rt_fold: view, view_in, {trans A, B}, {log2 scale A, B}, log2 product scale) */\n",
+            st->n_views, st->n_folds);
+    fprintf(f, "static const bp_rt_fold s%d_folds[%d] = {\n", s, g->nnodes);
+    for (int i = 0; i < g->nnodes; i++) {
+      const bp_rt_fold *fo = &st->folds[i];
+      if (!fo->view && !fo->trans[0] && !fo->trans[1] && !fo->in_log2[0] && !fo->in_log2[1] && !fo->out_log2) continue;
+      fprintf(f, "    [%d] = {%d, %d, {%d, %d}, {%d, %d}, %d},\n", i, fo->view, fo->view_in, fo->trans[0], fo->trans[1],
+              fo->in_log2[0], fo->in_log2[1], fo->out_log2);
+    }
+    fputs("};\n\n", f);
+  }
   emit_fn(f, st, "forward", 0, st->n_forward);
   emit_fn(f, st, "backward_input", st->n_forward, st->n_bwd_input);
   emit_fn(f, st, "backward_weight", st->n_bwd_input, g->nnodes);
@@ -381,6 +401,7 @@ int bp_cg_emit_c(const bp_cg *cg, const char *path, const char *weights_name, co
     c_str(f, st->layers);
     fprintf(f, ", .ntensors = %d, .tensors = s%d_tensors, .nnodes = %d, .nodes = s%d_nodes,\n", st->g->ntensors, s,
             st->g->nnodes, s);
+    if (st->folds) fprintf(f, "     .folds = s%d_folds,\n", s);
     fprintf(f, "     .n_forward = %d, .n_bwd_input = %d, .forward = s%d_forward, .backward_input = s%d_backward_input,\n"
                "     .backward_weight = s%d_backward_weight,\n",
             st->n_forward, st->n_bwd_input, s, s, s);

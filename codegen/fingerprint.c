@@ -44,6 +44,11 @@ uint64_t bp_cg_fingerprint(const bp_cg *cg) {
       h = h_str(h, n->op_type), h = h_str(h, n->domain);
       for (int k = 0; k < n->nin; k++) h = h_i64(h, n->in[k]);
       for (int k = 0; k < n->nout; k++) h = h_i64(h, n->out[k]);
+      if (st->folds) { /* views and folds (memplan.c) */
+        const bp_rt_fold *f = &st->folds[i];
+        h = h_i64(h, f->view), h = h_i64(h, f->view_in), h = h_i64(h, f->trans[0]), h = h_i64(h, f->trans[1]);
+        h = h_i64(h, f->in_log2[0]), h = h_i64(h, f->in_log2[1]), h = h_i64(h, f->out_log2);
+      }
     }
     for (int j = 0; j < st->nparams; j++)
       h = h_i64(h, st->params[j].tensor), h = h_i64(h, st->params[j].grad), h = h_i64(h, st->params[j].global_id);

@@ -22,8 +22,27 @@
  * members sit in list order at 64-byte aligned offsets (a message is one contiguous range, and the
  * two sides of a boundary lay out the same list the same way). Blocks and single tensors are then
  * placed largest first, each at the best-fitting 64-byte aligned gap among the already placed ones
- * whose lifetimes overlap its own (TFLite's greedy-by-size). The arena's size is the highest end. */
+ * whose lifetimes overlap its own (TFLite's greedy-by-size). The arena's size is the highest end.
+ *
+ * Views (frontend/mmfold.c): a node that only relabels its input's bytes (Reshape, Flatten, Squeeze,
+ * Unsqueeze, Identity, a Cast to the same dtype; with folds on also a Transpose of the last two
+ * dims read only by MatMuls, and a Mul by a power-of-two scalar folded into the MatMuls next to
+ * it) does not run: its output is placed at its input's offset, in its input's arena. A chain of
+ * views forms one group around its root (the tensor that owns the bytes: an activation, an input,
+ * a boundary tensor, or a parameter / constant); the group is placed as one item whose lifetime is
+ * the union of its members' (from the root's producer to the last read of any member), so the
+ * liveness proof is the same as for one tensor: no other tensor shares those bytes while any
+ * member is live. Views are never made of what must hold bytes of its own: the four boundary
+ * lists, the loss, parameter gradients and the stage graph's outputs (frontend/mmfold.c's `keep`),
+ * and a Dropout is never a view (./train --dropout decides at run time). The decisions go to the
+ * generated node table (bp_rt_fold, runtime/plan.h): views do not run, MatMuls apply the folds.
+ * BP_CG_FOLD=0 at compile time: no views, no folds (the plan as without them); BP_CUDA_FOLD=0:
+ * views only, as the CUDA executor. */
 #include "codegen/codegen.h"
+
+#include "frontend/mmfold.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +119,65 @@ static int64_t lower_bound(const item *it, int n, int arena, int nn) {
   return best;
 }
 
+/* log2 of a positive power of two (frontend/mmfold.c folds only those) */
+static int log2_of(float x) {
+  int ex;
+  frexpf(x, &ex);
+  return ex - 1;
+}
+
+/* The views and folds of the stage (see the top): st->folds, root[t] (the tensor whose bytes t
+ * shares; t itself when none). keep[t]: t must hold bytes of its own. */
+static int plan_views(bp_cg_stage *st, const unsigned char *keep, int *root, bp_err *e) {
+  const bp_graph *g = st->g;
+  const char *cf = getenv("BP_CG_FOLD"), *cu = getenv("BP_CUDA_FOLD");
+  int views = !(cf && !strcmp(cf, "0")), folds = views && !(cu && !strcmp(cu, "0"));
+  free(st->folds);
+  st->folds = NULL;
+  st->n_views = st->n_folds = 0;
+  for (int t = 0; t < g->ntensors; t++) root[t] = t;
+  if (!views) return 0;
+  bp_fold_plan fp;
+  if (bp_fold_analyse(g, keep, folds, &fp, e)) return -1;
+  bp_rt_fold *f = calloc((size_t)g->nnodes + 1, sizeof *f);
+  if (!f) {
+    bp_fold_free(&fp);
+    return bp_errf(e, "out of memory");
+  }
+  for (int i = 0; i < g->nnodes; i++) {
+    const bp_node *n = g->nodes[i];
+    int v = fp.view[i];
+    if (v == BP_FOLD_VIEW || v == BP_FOLD_VIEW_SCALED || v == BP_FOLD_VIEW_TRANS) {
+      int x = n->in[fp.view_in[i]], y = n->out[0];
+      root[y] = root[x];
+      f[i].view = 1, f[i].view_in = (uint8_t)fp.view_in[i];
+      st->n_views++;
+    }
+    if (!fp.is_mm[i]) continue;
+    int any = 0;
+    for (int k = 0; k < 2 && k < n->nin; k++) {
+      int t = n->in[k];
+      if (t < 0) continue;
+      f[i].trans[k] = fp.ttrans[t];
+      f[i].in_log2[k] = (int8_t)log2_of(fp.tscale[t]);
+      any |= f[i].trans[k] || f[i].in_log2[k];
+      if (log2_of(fp.tscale[t]) != f[i].in_log2[k]) any = -1;
+    }
+    f[i].out_log2 = (int8_t)log2_of(fp.oscale[i]);
+    if (log2_of(fp.oscale[i]) != f[i].out_log2) any = -1;
+    if (any < 0) {
+      bp_fold_free(&fp);
+      free(f);
+      return bp_errf(e, "stage %d node '%s': a folded scale is out of the plan's range", st->index, n->name);
+    }
+    st->n_folds += any || f[i].out_log2;
+  }
+  bp_fold_free(&fp);
+  if (st->n_views || st->n_folds) st->folds = f;
+  else free(f);
+  return 0;
+}
+
 int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
   const bp_graph *g = st->g;
   int nt = g->ntensors, nn = g->nnodes, rc = -1;
@@ -111,8 +189,10 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
   unsigned char *role = calloc((size_t)nt + 1, 1); /* 1 param, 2 pinned to the end, 4 slot param grad, 8 work param grad */
   item *it = malloc(sizeof(item) * ((size_t)nt + 8));
   int64_t *inner = calloc((size_t)nt + 1, sizeof(int64_t)); /* offset within its block */
+  int *root = malloc(sizeof(int) * ((size_t)nt + 1)), *ext = malloc(sizeof(int) * ((size_t)nt + 1));
+  unsigned char *keep = calloc((size_t)nt + 1, 1);
   if (!st->mem || !st->offset || !st->nbytes || !st->live_begin || !st->live_end || !last || !block || !role || !it ||
-      !inner) {
+      !inner || !root || !ext || !keep) {
     bp_errf(e, "out of memory");
     goto done;
   }
@@ -140,12 +220,26 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
       }
       block[lists[b][k]] = b;
     }
+  /* views: a member of a group (root[t] != t) is placed with its root, which lives until the last
+   * read of any member (ext) */
+  for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i]] = 1;
+  for (int t = 0; t < nt; t++)
+    if ((role[t] & (2 | 4 | 8)) || block[t] >= 0) keep[t] = 1;
+  if (plan_views(st, keep, root, e)) goto done;
+  for (int t = 0; t < nt; t++) ext[t] = -2;
+  for (int t = 0; t < nt; t++) {
+    if (root[t] == t) continue;
+    int def = g->tensors[t]->producer, en = last[t] > def ? last[t] : def;
+    if (en > ext[root[t]]) ext[root[t]] = en;
+  }
   /* classes and lifetimes */
   int64_t pbytes = 0, cbytes = 0;
   for (int t = 0; t < nt; t++) {
     const bp_tensor *tt = g->tensors[t];
+    if (root[t] != t) continue; /* placed with its root (below) */
     int def = tt->kind == BP_T_ACTIVATION ? tt->producer : -1;
     int b = def, en = last[t] > def ? last[t] : def;
+    if (ext[t] > en) en = ext[t];
     if (role[t] & 1) {
       st->mem[t] = BP_MEM_PARAM;
       continue; /* laid out below, in the parameter order */
@@ -166,7 +260,10 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
     int slot = tt->kind == BP_T_INPUT || (role[t] & (2 | 4)) || half_last != half_def;
     if ((role[t] & (2 | 4)) || tt->kind == BP_T_INPUT) en = nn;
     if (block[t] >= 0) b = -1, en = nn; /* the whole slot: transfers are asynchronous */
-    else if (role[t] & 8) en = st->n_bwd_input <= def ? nn - 1 : st->n_bwd_input - 1;
+    else if (role[t] & 8) {
+      int wend = st->n_bwd_input <= def ? nn - 1 : st->n_bwd_input - 1;
+      if (wend > en) en = wend;
+    }
     st->mem[t] = slot ? BP_MEM_SLOT : BP_MEM_WORK;
     st->live_begin[t] = b, st->live_end[t] = en;
   }
@@ -216,10 +313,17 @@ int bp_cg_plan_stage(bp_cg_stage *st, bp_err *e) {
     *ranges[b] = (bp_rt_range){it[i].offset, bsize[b]};
     for (int k = 0; k < nlist[b]; k++) st->offset[lists[b][k]] = it[i].offset + inner[lists[b][k]];
   }
+  /* the views: their root's arena and bytes; their own lifetime (for the listing) */
+  for (int t = 0; t < nt; t++) {
+    if (root[t] == t) continue;
+    int r = root[t], def = g->tensors[t]->producer;
+    st->mem[t] = st->mem[r], st->offset[t] = st->offset[r];
+    st->live_begin[t] = def, st->live_end[t] = last[t] > def ? last[t] : def;
+  }
   st->param_bytes = pbytes, st->const_bytes = cbytes;
   rc = 0;
 done:
-  free(last), free(block), free(role), free(it), free(inner);
+  free(last), free(block), free(role), free(it), free(inner), free(root), free(ext), free(keep);
   return rc;
 }
 

@@ -90,10 +90,12 @@ int bp_cg_write_plan(const bp_cg *cg, const char *path, bp_err *e) {
     fprintf(f, "], \"tensors\": %d, \"nodes\": %d, \"forward_nodes\": %d, \"input_half_nodes\": %d, "
                "\"weight_half_nodes\": %d,\n     \"act_in\": %d, \"act_out\": %d, \"params\": %d, \"param_bytes\": %" PRId64
                ", \"const_bytes\": %" PRId64 ", \"slot_bytes\": %" PRId64 ", \"slot_bytes_lower_bound\": %" PRId64
-               ", \"work_bytes\": %" PRId64 ", \"work_bytes_lower_bound\": %" PRId64 ", \"act_out_bytes\": %" PRId64 "}",
+               ", \"work_bytes\": %" PRId64 ", \"work_bytes_lower_bound\": %" PRId64 ", \"act_out_bytes\": %" PRId64
+               ",\n     \"view_nodes\": %d, \"folded_matmuls\": %d}",
             st->g->ntensors, st->g->nnodes, st->n_forward, st->n_bwd_input - st->n_forward,
             st->g->nnodes - st->n_bwd_input, st->n_act_in, st->n_act_out, st->nparams, st->param_bytes, st->const_bytes,
-            st->slot_bytes, st->slot_lower_bound, st->work_bytes, st->work_lower_bound, st->act_out_range.nbytes);
+            st->slot_bytes, st->slot_lower_bound, st->work_bytes, st->work_lower_bound, st->act_out_range.nbytes,
+            st->n_views, st->n_folds);
   }
   fputs("]},\n  \"predicted\": {\"how\": \"simulated (partitioner/simulate.h) with the costs above, one cost row per stage\", "
         "\"step_time_s\": ", f);

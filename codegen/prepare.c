@@ -22,7 +22,7 @@ void bp_cg_opts_default(bp_cg_opts *o) {
 static void stage_free(bp_cg_stage *st) {
   bp_graph_free(st->g);
   free(st->act_in), free(st->act_out), free(st->grad_in), free(st->grad_out), free(st->data), free(st->params);
-  free(st->mem), free(st->offset), free(st->nbytes), free(st->live_begin), free(st->live_end);
+  free(st->mem), free(st->offset), free(st->nbytes), free(st->live_begin), free(st->live_end), free(st->folds);
   memset(st, 0, sizeof *st);
 }
 

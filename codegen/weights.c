@@ -11,8 +11,8 @@ static int write_arena(FILE *f, const bp_cg_stage *st, int mem, int64_t size, bp
   uint8_t *buf = calloc((size_t)size + 1, 1);
   if (!buf) return bp_errf(e, "out of memory (%lld bytes for stage %d's weights)", (long long)size, st->index);
   for (int t = 0; t < st->g->ntensors; t++) {
-    if (st->mem[t] != mem || !st->nbytes[t]) continue;
     const bp_tensor *tt = st->g->tensors[t];
+    if (st->mem[t] != mem || !st->nbytes[t] || tt->kind == BP_T_ACTIVATION) continue; /* a view shares its root's bytes */
     if (!tt->v.data) {
       free(buf);
       return bp_errf(e, "internal: stage %d tensor '%s' has no data to write", st->index, tt->name);

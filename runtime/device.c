@@ -2,10 +2,17 @@
  * from --device, and the CPU's implementation of the arena operations. The CPU's are exactly the
  * loops the runtime always ran (memcpy, acc += g in float, the norm summed in double in order,
  * frontend/optimizer.c's updates), so a CPU run is bit-identical to the single-process trainer's
- * arithmetic. The GPU's implementation is device_cuda.c (built with the CUDA toolkit). */
+ * arithmetic. The GPU's implementation is device_cuda.c (built with the CUDA toolkit).
+ *
+ * Folds into MatMul (runtime/plan.h, bp_rt_fold) are materialised on the CPU: an input stored
+ * transposed is transposed into a scratch copy, a scaled one multiplied into a scratch copy (the
+ * float multiply the folded Mul did), and a scaled product multiplied in place after the MatMul;
+ * so the CPU computes exactly what the unfolded graph did, bit for bit (the GPU applies them as the
+ * GEMM's transpose flags and alpha instead). */
 #include "runtime/rt.h"
 #include "frontend/train.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,12 +44,57 @@ static int cpu_zero(bp_rt *rt, void *dst, int64_t n, const char *what, bp_err *e
   return 0;
 }
 
+/* A MatMul with folds (checked at start: two float inputs, a transposed one of rank >= 2). */
+static int cpu_folded_matmul(bp_ctx *ctx, const bp_node *n, const bp_rt_fold *f, bp_value **in, bp_value **out,
+                             bp_err *e) {
+  bp_value v[2];
+  bp_value *args[2] = {in[0], in[1]};
+  float *tmp[2] = {NULL, NULL};
+  int rc = 0;
+  for (int k = 0; k < 2 && rc == 0; k++) {
+    if (!f->trans[k] && !f->in_log2[k]) continue;
+    const bp_value *x = in[k];
+    int64_t count = bp_value_numel(x);
+    if (!(tmp[k] = malloc(sizeof(float) * (size_t)(count > 0 ? count : 1)))) {
+      rc = bp_errf(e, "out of memory (a folded MatMul input)");
+      break;
+    }
+    const float *src = x->data;
+    if (f->trans[k]) { /* stored [..., C, R] for the logical [..., R, C] */
+      int64_t R = x->dims[x->rank - 2], C = x->dims[x->rank - 1], mats = R * C != 0 ? count / (R * C) : 0;
+      for (int64_t b = 0; b < mats; b++)
+        for (int64_t r = 0; r < R; r++)
+          for (int64_t q = 0; q < C; q++) tmp[k][b * R * C + r * C + q] = src[b * R * C + q * R + r];
+    } else {
+      memcpy(tmp[k], src, sizeof(float) * (size_t)count);
+    }
+    if (f->in_log2[k]) {
+      float sc = ldexpf(1.0f, f->in_log2[k]);
+      for (int64_t i = 0; i < count; i++) tmp[k][i] = tmp[k][i] * sc;
+    }
+    v[k] = *x;
+    v[k].data = tmp[k];
+    args[k] = &v[k];
+  }
+  if (rc == 0) rc = n->op->eval(ctx, n, args, n->nin, out, n->nout, e);
+  if (rc == 0 && f->out_log2) {
+    float sc = ldexpf(1.0f, f->out_log2), *y = out[0]->data;
+    int64_t count = bp_value_numel(out[0]);
+    for (int64_t i = 0; i < count; i++) y[i] = y[i] * sc;
+  }
+  free(tmp[0]), free(tmp[1]);
+  return rc;
+}
+
 static int cpu_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e) {
   (void)rt;
   const bp_node *n = &c->st->nodes[k];
   /* kernels may accumulate into their outputs: clear them as the CPU executor's calloc does */
   for (int i = 0; i < n->nout; i++)
     if (out[i]) memset(out[i]->data, 0, (size_t)c->st->tensors[n->out[i]].nbytes);
+  const bp_rt_fold *f = c->st->folds ? &c->st->folds[k] : NULL;
+  if (f && (f->trans[0] || f->trans[1] || f->in_log2[0] || f->in_log2[1] || f->out_log2))
+    return cpu_folded_matmul(ctx, n, f, in, out, e);
   return n->op->eval(ctx, n, in, n->nin, out, n->nout, e);
 }
 

@@ -25,12 +25,24 @@
  * (an index or target out of range) are read at every `sync`; the tag a kernel raises encodes the
  * instruction and the node, so the error names both. BP_RT_SYNC=1 waits after every instruction
  * (errors of asynchronous faults then name the instruction that ran). The transports order their
- * own copies / NCCL calls against the stream with events (transport_staged.c, transport_nccl.c). */
+ * own copies / NCCL calls against the stream with events (transport_staged.c, transport_nccl.c).
+ *
+ * Folds. A MatMul the compiler folded a Transpose or a power-of-two Mul into (runtime/plan.h,
+ * bp_rt_fold) runs as one GEMM with the transpose flags and alpha set (exact: a power of two
+ * commutes with rounding). In bf16 precision, GEMM operands inside the chunk's PARAM arena keep
+ * their bf16 copy for the rest of the step (nothing writes parameters between the step's start and
+ * the optimizer), so each weight is converted once per step, not once per GEMM.
+ *
+ * BP_CUDA_PROFILE=1 (as for bitpipec train): a CUDA event pair around every node run; after the
+ * first step (a warm-up), the time per node is summed, and when the run ends each rank prints the
+ * time per step by op type, by op and output shape, and the slowest nodes (kernels/cuda/profile.c's
+ * layout), so a row of the pipeline can be compared op by op with the single-GPU trainer. */
 #include "runtime/rt.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/cuda_rt.h"
 
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +89,14 @@ typedef struct rt_gpu {
   timed *tinfo;
   int ntimed, captimed;
   double t_ref;              /* host time when tev[0] was recorded on an idle stream */
+  /* BP_CUDA_PROFILE=1: per node run an event pair (pev[2i], pev[2i+1]) and the node (pnode[i]) */
+  int prof, prof_count, steps_seen, prof_steps;
+  cudaEvent_t *pev;
+  int *pnode;
+  int npev, cappev;
+  double *node_ms;           /* [total_nodes], summed over the counted steps */
+  long *node_runs;
+  double span_ms;            /* the compute instructions' spans, summed over the counted steps */
 } rt_gpu;
 
 #define GPU(rt) ((rt_gpu *)(rt)->gpu)
@@ -272,6 +292,30 @@ static int g_fetch(bp_rt *rt, void *dst, const void *src, int64_t n, const char 
   return 0;
 }
 
+/* BP_CUDA_PROFILE: the event before (after = 0) or after (1) a run of `node`. */
+static int prof_mark(rt_gpu *g, int node, int after, bp_err *e) {
+  if (!after && g->npev == g->cappev) {
+    int cap = g->cappev ? 2 * g->cappev : 1024;
+    cudaEvent_t *ev = realloc(g->pev, sizeof *ev * (size_t)(2 * cap));
+    if (ev) g->pev = ev;
+    int *pn = realloc(g->pnode, sizeof *pn * (size_t)cap);
+    if (pn) g->pnode = pn;
+    if (!ev || !pn) return bp_errf(e, "out of memory");
+    for (int i = 2 * g->cappev; i < 2 * cap; i++) {
+      cudaError_t rc = cudaEventCreate(&g->pev[i]);
+      if (rc != cudaSuccess) {
+        g->cappev = i / 2; /* what was made is destroyed by g_close */
+        if (i % 2) cudaEventDestroy(g->pev[i - 1]);
+        return cu_fail(e, "BP_CUDA_PROFILE", "cudaEventCreate", rc);
+      }
+    }
+    g->cappev = cap;
+  }
+  CU(cudaEventRecord(g->pev[2 * g->npev + after], g->stream), "BP_CUDA_PROFILE");
+  if (after) g->pnode[g->npev++] = node;
+  return 0;
+}
+
 static int g_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_value **out, bp_err *e) {
   rt_gpu *g = GPU(rt);
   const bp_rt_stage *st = c->st;
@@ -292,14 +336,26 @@ static int g_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_
   /* the flag's tag: (instruction + 1) x nodes + node, when it fits an int (check_flags decodes it) */
   int64_t code = ((int64_t)rt->cur_instr + 1) * g->total_nodes + node;
   bp_cuda_set_tag(g->dc, code < 2147483000 ? (int)code : node);
+  const bp_rt_fold *f = st->folds ? &st->folds[k] : NULL;
+  int folded = f && (f->trans[0] || f->trans[1] || f->in_log2[0] || f->in_log2[1] || f->out_log2);
+  if (folded) bp_cuda_set_matmul_folds(g->dc, ldexpf(1.0f, f->in_log2[0] + f->in_log2[1] + f->out_log2), f->trans[0], f->trans[1]);
+  bp_cuda_bf16_cache_range(g->dc, c->param, c->param + st->param_bytes);
+  if (g->prof && prof_mark(g, node, 0, e) < 0) return -1;
   int rc = op->eval(ctx, n, in, n->nin, out, n->nout, e);
+  if (folded) bp_cuda_set_matmul_folds(g->dc, 1.0f, 0, 0);
   bp_cuda_set_host_inputs(g->dc, NULL, 0);
+  if (rc == 0 && g->prof && prof_mark(g, node, 1, e) < 0) return -1;
   return rc;
 }
 
 static int g_step_begin(bp_rt *rt, bp_err *e) {
   rt_gpu *g = GPU(rt);
   g->ntimed = 0;
+  /* parameters changed since the last step (optimizer, checkpoint): no bf16 copy of them is valid */
+  bp_cuda_bf16_cache_off(g->dc);
+  g->prof_count = g->prof && g->steps_seen++ > 0; /* the first step is a warm-up */
+  g->prof_steps += g->prof_count;
+  g->npev = 0;
   /* the stream is idle here (the last step ended with a sync): the reference is now */
   CU(cudaEventRecord(g->tev[0], g->stream), "the step's timing reference");
   g->t_ref = bp_tp_now();
@@ -346,6 +402,7 @@ static int account(bp_rt *rt, bp_err *e) {
     CU(cudaEventElapsedTime(&a, g->tev[0], g->tev[1 + 2 * i]), "the compute timing");
     CU(cudaEventElapsedTime(&b, g->tev[0], g->tev[2 + 2 * i]), "the compute timing");
     rt->busy_s += (b - a) * 1e-3;
+    if (g->prof_count) g->span_ms += b - a;
     bp_rt_trace_add(rt, g->tinfo[i].op, g->tinfo[i].chunk, g->tinfo[i].mb, -1, g->t_ref + a * 1e-3,
                     g->t_ref + b * 1e-3);
   }
@@ -359,6 +416,14 @@ static int account(bp_rt *rt, bp_err *e) {
     g->t_ref += last * 1e-3;
   }
   g->ntimed = 0;
+  for (int i = 0; i < g->npev; i++) {
+    float ms = 0;
+    CU(cudaEventElapsedTime(&ms, g->pev[2 * i], g->pev[2 * i + 1]), "BP_CUDA_PROFILE");
+    if (!g->prof_count) continue;
+    g->node_ms[g->pnode[i]] += ms;
+    g->node_runs[g->pnode[i]]++;
+  }
+  g->npev = 0;
   return 0;
 }
 
@@ -400,9 +465,88 @@ static int g_sync(bp_rt *rt, const char *what, bp_err *e) {
   return account(rt, e);
 }
 
+typedef struct prof_row {
+  char key[96];
+  int nodes;
+  long runs;
+  double ms;
+} prof_row;
+
+static int by_ms_desc(const void *a, const void *b) {
+  double x = ((const prof_row *)a)->ms, y = ((const prof_row *)b)->ms;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Adds node i's time to the row named key (rows[0..*n)). */
+static void prof_add(prof_row *rows, int *n, const char *key, long runs, double ms) {
+  int k = 0;
+  while (k < *n && strcmp(rows[k].key, key)) k++;
+  if (k == *n) snprintf(rows[(*n)++].key, sizeof rows[0].key, "%s", key);
+  rows[k].nodes++, rows[k].runs += runs, rows[k].ms += ms;
+}
+
+/* BP_CUDA_PROFILE=1: this rank's table (per step, over the steps after the first). */
+static void prof_report(bp_rt *rt, rt_gpu *g) {
+  if (!g->prof || g->prof_steps == 0) return;
+  const bp_rt_model *m = rt->model;
+  int total = g->total_nodes, nop = 0, nsh = 0, nviews = 0;
+  prof_row *op = calloc((size_t)total + 1, sizeof *op), *sh = calloc((size_t)total + 1, sizeof *sh);
+  prof_row *top = calloc((size_t)total + 1, sizeof *top);
+  if (!op || !sh || !top) {
+    free(op), free(sh), free(top);
+    return;
+  }
+  double steps = g->prof_steps, nodes_ms = 0;
+  int ntop = 0;
+  for (int s = 0; s < m->n_stages; s++) {
+    const bp_rt_stage *st = &m->stages[s];
+    for (int k = 0; k < st->nnodes; k++) {
+      int i = g->stage_off[s] + k;
+      const bp_node *n = &st->nodes[k];
+      if (st->folds && st->folds[k].view) nviews++;
+      if (g->node_runs[i] == 0) continue;
+      double ms = g->node_ms[i] / steps;
+      nodes_ms += ms;
+      char shape[80] = "", key[96];
+      if (n->nout > 0 && n->out[0] >= 0) {
+        const bp_rt_tensor *t = &st->tensors[n->out[0]];
+        int at = snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->rank && at < (int)sizeof shape - 24; d++)
+          at += snprintf(shape + at, sizeof shape - (size_t)at, "%s%lld", d ? "," : "", (long long)t->dims[d]);
+        snprintf(shape + at, sizeof shape - (size_t)at, "]");
+      }
+      prof_add(op, &nop, n->op_type, g->node_runs[i], ms);
+      snprintf(key, sizeof key, "%.22s %s", n->op_type, shape);
+      prof_add(sh, &nsh, key, g->node_runs[i], ms);
+      snprintf(top[ntop].key, sizeof top[0].key, "s%d %.20s %.50s", s, n->op_type, n->name ? n->name : "");
+      top[ntop].runs = g->node_runs[i], top[ntop].ms = ms, top[ntop].nodes = 1;
+      ntop++;
+    }
+  }
+  qsort(op, (size_t)nop, sizeof *op, by_ms_desc);
+  qsort(sh, (size_t)nsh, sizeof *sh, by_ms_desc);
+  qsort(top, (size_t)ntop, sizeof *top, by_ms_desc);
+  double span = g->span_ms / steps;
+  FILE *f = stderr;
+  fprintf(f, "profile (BP_CUDA_PROFILE, rank %d): %d step(s) after the warm-up; per step: nodes %.2f ms, compute "
+             "instructions' spans %.2f ms (the rest: gradient accumulation, event gaps); %d view nodes do not run\n",
+          rt->wrank, g->prof_steps, nodes_ms, span, nviews);
+  fprintf(f, "profile: %-28s %6s %8s %10s %6s\n", "op", "nodes", "runs", "ms/step", "%");
+  for (int k = 0; k < nop; k++)
+    fprintf(f, "profile: %-28s %6d %8.0f %10.3f %6.1f\n", op[k].key, op[k].nodes, op[k].runs / steps, op[k].ms,
+            span > 0 ? 100 * op[k].ms / span : 0);
+  fprintf(f, "profile: by op and output shape (top 30): %-40s %6s %10s %6s\n", "", "nodes", "ms/step", "%");
+  for (int k = 0; k < nsh && k < 30; k++)
+    fprintf(f, "profile:   %-60s %6d %10.3f %6.1f\n", sh[k].key, sh[k].nodes, sh[k].ms, span > 0 ? 100 * sh[k].ms / span : 0);
+  fprintf(f, "profile: slowest nodes (ms/step, stage, op, name)\n");
+  for (int k = 0; k < ntop && k < 15; k++) fprintf(f, "profile: %10.3f  %s\n", top[k].ms, top[k].key);
+  free(op), free(sh), free(top);
+}
+
 static void g_close(bp_rt *rt) {
   rt_gpu *g = GPU(rt);
   if (!g) return;
+  prof_report(rt, g);
   /* teardown: statuses are not checked (nothing is left to report them to) */
   if (g->stream) cudaStreamSynchronize(g->stream);
   for (int i = 0; i < UP_BLOCKS; i++) {
@@ -412,6 +556,9 @@ static void g_close(bp_rt *rt) {
   if (g->tev)
     for (int i = 0; i < 2 * g->captimed + 1; i++) cudaEventDestroy(g->tev[i]);
   if (g->idle) cudaEventDestroy(g->idle);
+  if (g->pev)
+    for (int i = 0; i < 2 * g->cappev; i++) cudaEventDestroy(g->pev[i]);
+  free(g->pev), free(g->pnode), free(g->node_ms), free(g->node_runs);
   if (g->fetch_host) cudaFreeHost(g->fetch_host);
   if (g->sq_host) cudaFreeHost(g->sq_host);
   if (g->dc) {
@@ -504,6 +651,11 @@ int bp_rt_cuda_open(bp_rt *rt, bp_err *e) {
       g->nodes[g->stage_off[s] + k] = n;
     }
   if (!(g->acc = bp_cuda_alloc(g->dc, sizeof(double), "the gradient norm", e))) return -1;
+  const char *pr = getenv("BP_CUDA_PROFILE");
+  g->prof = pr && *pr && strcmp(pr, "0") != 0;
+  if (g->prof && (!(g->node_ms = calloc((size_t)total + 1, sizeof(double))) ||
+                  !(g->node_runs = calloc((size_t)total + 1, sizeof(long)))))
+    return bp_errf(e, "out of memory");
   const char *sy = getenv("BP_RT_SYNC");
   g->sync_each = sy && *sy && strcmp(sy, "0") != 0;
   g->up_cur = -1;

@@ -13,7 +13,8 @@
  *   sync     ALLREDUCE_START / _WAIT and OPTIMIZER_STEP go to gradsync.c and update.c.
  * Slots are taken at the first instruction naming (chunk, micro-batch) and given back after the
  * last. The clocks around compute give the measured busy time; waits are traced.
- * bp_rt_run_node, the one call generated stage functions make, is here too. */
+ * bp_rt_run_node, the one call generated stage functions make, is here too: a node the compiler
+ * made a view (bp_rt_fold.view: its output is planned at its input's bytes) does not run. */
 #include "runtime/rt.h"
 
 #include <signal.h>
@@ -28,6 +29,33 @@ typedef struct rt_exec {
   bp_err *e;
 } rt_exec;
 
+/* The compiler's views and folds (runtime/plan.h, bp_rt_fold) against the plan: a view's output
+ * sits at its input's bytes; folds only on a float MatMul of two inputs, a transposed input of rank
+ * >= 2. A program whose table says otherwise would compute garbage: refused at start. */
+static int check_fold(const bp_rt_stage *st, int i, bp_err *e) {
+  const bp_rt_fold *f = &st->folds[i];
+  const bp_node *n = &st->nodes[i];
+  int any = f->trans[0] || f->trans[1] || f->in_log2[0] || f->in_log2[1] || f->out_log2;
+  if (f->view) {
+    int x = f->view_in < n->nin ? n->in[f->view_in] : -1, y = n->nout > 0 ? n->out[0] : -1;
+    if (x < 0 || y < 0 || x >= st->ntensors || y >= st->ntensors)
+      return bp_errf(e, "plan: stage %d node '%s' is marked a view but has no such input / output", st->index, n->name);
+    const bp_rt_tensor *a = &st->tensors[x], *b = &st->tensors[y];
+    if (a->mem != b->mem || a->offset != b->offset || b->nbytes > a->nbytes)
+      return bp_errf(e, "plan: stage %d node '%s' is marked a view but '%s' is not planned at '%s''s bytes", st->index,
+                     n->name, b->name, a->name);
+  }
+  if (!any) return 0;
+  if (strcmp(n->op_type, "MatMul") || (n->domain && *n->domain) || n->nin != 2 || n->nout != 1 || f->view)
+    return bp_errf(e, "plan: stage %d node '%s' (%s) carries MatMul folds", st->index, n->name, n->op_type);
+  for (int k = 0; k < 2; k++) {
+    int t = n->in[k];
+    if (t < 0 || t >= st->ntensors || st->tensors[t].dtype != BP_F32 || (f->trans[k] && st->tensors[t].rank < 2))
+      return bp_errf(e, "plan: stage %d node '%s': a folded input that is not a float matrix", st->index, n->name);
+  }
+  return 0;
+}
+
 int bp_rt_resolve_ops(const bp_rt_model *m, bp_err *e) {
   for (int s = 0; s < m->n_stages; s++) {
     const bp_rt_stage *st = &m->stages[s];
@@ -37,6 +65,7 @@ int bp_rt_resolve_ops(const bp_rt_model *m, bp_err *e) {
       if (!n->op || !n->op->eval)
         return bp_errf(e, "stage %d node '%s': op '%s%s%s' is not in this runtime's op table", s, n->name,
                        n->domain && *n->domain ? n->domain : "", n->domain && *n->domain ? "." : "", n->op_type);
+      if (st->folds && check_fold(st, i, e) < 0) return -1;
     }
   }
   return 0;
@@ -49,6 +78,7 @@ int bp_rt_run_node(struct bp_rt_exec *x, int k) {
     return bp_errf(ex->e, "rank %d stage %d micro-batch %d: node %d out of range (%d nodes)", x->rank, st->index, x->mb,
                    k, st->nnodes);
   bp_node *n = &st->nodes[k];
+  if (st->folds && st->folds[k].view) return 0; /* its output already holds its value */
   enum { MAXIO = 256 };
   bp_value *in[MAXIO], *out[MAXIO];
   if (n->nin > MAXIO || n->nout > MAXIO)

@@ -88,6 +88,20 @@ typedef struct bp_rt_param {
                               is a tied weight (its gradients are summed over those stages) */
 } bp_rt_param;
 
+/* Views and folds into MatMul (frontend/mmfold.h), decided by the compiler for one node. A node with
+ * `view` set does not run: the memory plan put its output 0 at the bytes of its input `view_in`
+ * (a relabelling: Reshape, Squeeze, a Cast to the same dtype..., a folded Transpose or Mul). A
+ * MatMul reads its input k transposed (the bytes hold the logical value's last two dims swapped)
+ * when trans[k], takes input k's value as its bytes x 2^in_log2[k], and writes its product x
+ * 2^out_log2. All zero: the node runs as written. The runtime checks the views against the plan at
+ * start; the GPU applies the folds as the GEMM's flags and alpha, the CPU materialises them (the
+ * same arithmetic as the nodes they replace, so results are bitwise those of the unfolded graph). */
+typedef struct bp_rt_fold {
+  uint8_t view, view_in;
+  uint8_t trans[2];
+  int8_t in_log2[2], out_log2;
+} bp_rt_fold;
+
 struct bp_rt_exec;
 /* A stage's generated code: runs nodes [begin, end) of the stage with bp_rt_run_node. */
 typedef int (*bp_rt_stage_fn)(struct bp_rt_exec *x);
@@ -99,6 +113,7 @@ typedef struct bp_rt_stage {
   const bp_rt_tensor *tensors;
   int nnodes;
   bp_node *nodes;          /* `op` is resolved by the runtime at start (bp_op_find) */
+  const bp_rt_fold *folds; /* [nnodes], or NULL: every node runs as written */
   /* nodes [0, n_forward) forward (+ loss on the last stage); [n_forward, n_bwd_input) the input
    * gradient half of the backward; [n_bwd_input, nnodes) the weight gradient half. Without a
    * split the runtime runs both halves for BWD. */

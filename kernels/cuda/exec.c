@@ -12,7 +12,8 @@
  * view (it is handed over to the caller, so it gets its own buffer). Kernels treat their inputs as
  * read-only, so sharing is safe.
  *
- * Folds into MatMul (off with BP_CUDA_FOLD=0), decided once from the prepared graph:
+ * Folds into MatMul (off with BP_CUDA_FOLD=0), decided once from the prepared graph by
+ * frontend/mmfold.c (the analysis the compiled program's memory plan uses too):
  *  - a Transpose swapping the last two dims whose output only MatMul nodes read (float32, every
  *    batch entry in both operands): it does not run; the MatMul reads its input with the GEMM's
  *    transpose flag flipped (attention's P^T, K^T, V^T, Q^T in the backward pass);
@@ -25,6 +26,8 @@
  * of the run (dc->bf16_cache_on): the executor forgets a copy when it releases the buffer. */
 #include "kernels/cuda/internal.h"
 
+#include "frontend/mmfold.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,15 +39,11 @@ struct bp_cuda_exec {
   void **dev;               /* per tensor: device copy of an initializer/constant, or NULL */
   const bp_cuda_op **ops;   /* per node */
   int *last_use;            /* per tensor: index of the last node reading it (nnodes: a graph output) */
-  signed char *view;        /* per node: 1 its output 0 is a view of input 0, 2 the same when not training
+  bp_fold_plan fp;          /* views and folds (frontend/mmfold.h): fp.view per node is 0 (runs), 1 its
+                               output 0 is a view of input fp.view_in, 2 the same when not training
                                (Dropout), 3 a view with a pending scale (folded Mul), 4 a view stored
-                               transposed (folded Transpose), 0 it runs */
+                               transposed (folded Transpose) */
   int fold;                 /* folds into MatMul on (BP_CUDA_FOLD != 0) */
-  float *oscale;            /* per node: a MatMul's own output scale (a folded Mul after it) */
-  float *tscale;            /* per tensor: true value = stored value * tscale (folded Mul) */
-  unsigned char *ttrans;    /* per tensor: stored with the last two dims swapped (folded Transpose) */
-  unsigned char *is_mm;     /* per node: a MatMul */
-  signed char *view_in;     /* per node: the input a view shares (0, or 1 for Mul(scalar, x)) */
   bp_cuda_prof *prof;       /* per-node timing (BP_CUDA_PROFILE=1, or bp_cuda_exec_time_nodes), or NULL */
   int prof_report;          /* print the profile when freed (BP_CUDA_PROFILE=1) */
 };
@@ -54,92 +53,6 @@ bp_cuda_prof *bp_cuda_exec_prof(const bp_cuda_exec *x) { return x ? x->prof : NU
 int bp_cuda_exec_time_nodes(bp_cuda_exec *x, bp_err *e) {
   if (!x->prof && !(x->prof = bp_cuda_prof_new(x->g, e))) return -1;
   return 0;
-}
-
-/* Whether node n's output 0 can share input 0's buffer (see the top of the file): 1 always, 2 when
- * the context is not training (Dropout), 0 no. */
-static int view_kind(const bp_graph *g, const bp_node *n, const int *last_use) {
-  static const char *const relabel[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "Dropout"};
-  int k = -1;
-  if (n->domain && n->domain[0]) return 0;
-  for (int j = 0; j < (int)(sizeof relabel / sizeof relabel[0]); j++)
-    if (!strcmp(n->op_type, relabel[j])) k = j;
-  if (k < 0 || n->nin < 1 || n->nout < 1 || n->in[0] < 0 || n->out[0] < 0) return 0;
-  const bp_value *xi = &g->tensors[n->in[0]]->v, *yo = &g->tensors[n->out[0]]->v;
-  int to = n->out[0];
-  if (xi->dtype != yo->dtype || !bp_dtype_size(xi->dtype) || bp_value_numel(xi) != bp_value_numel(yo)) return 0;
-  if (last_use[to] == g->nnodes) return 0; /* a graph output gets its own buffer */
-  for (int j = 1; j < n->nout; j++) /* other outputs (Dropout's mask) must be unused */
-    if (n->out[j] >= 0 && last_use[n->out[j]] >= 0) return 0;
-  if (!strcmp(n->op_type, "Dropout")) return bp_same_shape(xi, yo) ? 2 : 0;
-  return 1;
-}
-
-/* A float32 scalar constant that is a power of two (or NULL). */
-static const float *pow2_scalar(const bp_graph *g, int t) {
-  if (t < 0) return NULL;
-  const bp_tensor *tt = g->tensors[t];
-  if ((tt->kind != BP_T_CONSTANT && tt->kind != BP_T_INITIALIZER) || tt->v.dtype != BP_F32 ||
-      bp_value_numel(&tt->v) != 1 || !tt->v.data)
-    return NULL;
-  const float *v = (const float *)tt->v.data;
-  int ex;
-  float m = frexpf(*v, &ex);
-  return isfinite(*v) && (m == 0.5f || m == -0.5f) ? v : NULL;
-}
-
-/* A MatMul on float32 operands of equal rank >= 2 with equal batch dims (no broadcasting). */
-static int mm_full(const bp_graph *g, const bp_node *n) {
-  if (strcmp(n->op_type, "MatMul") || (n->domain && n->domain[0]) || n->nin != 2 || n->in[0] < 0 || n->in[1] < 0)
-    return 0;
-  const bp_value *a = &g->tensors[n->in[0]]->v, *b = &g->tensors[n->in[1]]->v;
-  if (a->dtype != BP_F32 || b->dtype != BP_F32 || a->rank < 2 || a->rank != b->rank) return 0;
-  for (int d = 0; d < a->rank - 2; d++)
-    if (a->dims[d] != b->dims[d]) return 0;
-  return 1;
-}
-
-/* The folds (see the top of the file); x->view, oscale, tscale, ttrans filled in. */
-static void plan_folds(bp_cuda_exec *x, const int *reads, const int *reads_mm, const int *reads_mm_full,
-                       const int *producer) {
-  const bp_graph *g = x->g;
-  for (int i = 0; i < g->nnodes; i++) {
-    const bp_node *n = g->nodes[i];
-    if (n->domain && n->domain[0]) continue;
-    if (!strcmp(n->op_type, "Transpose") && n->nin == 1 && n->nout == 1 && n->in[0] >= 0 && n->out[0] >= 0) {
-      int ti = n->in[0], to = n->out[0], c, r = g->tensors[ti]->v.rank, swap = r >= 2;
-      const int64_t *p = bp_attr_ints(n, "perm", &c);
-      if (!p || c != r) swap = 0;
-      for (int d = 0; swap && d < r; d++)
-        if (p[d] != (d < r - 2 ? d : d == r - 2 ? r - 1 : r - 2)) swap = 0;
-      if (swap && g->tensors[ti]->v.dtype == BP_F32 && x->tscale[ti] == 1.0f && !x->ttrans[ti] &&
-          x->last_use[to] != g->nnodes && reads[to] > 0 && reads[to] == reads_mm_full[to]) {
-        x->view[i] = 4;
-        x->ttrans[to] = 1;
-      }
-      continue;
-    }
-    if (!strcmp(n->op_type, "Mul") && n->nin == 2 && n->nout == 1 && n->out[0] >= 0) {
-      int k = pow2_scalar(g, n->in[1]) ? 0 : pow2_scalar(g, n->in[0]) ? 1 : -1; /* k: the tensor input */
-      if (k < 0 || n->in[k] < 0) continue;
-      int ti = n->in[k], to = n->out[0];
-      float sc = *pow2_scalar(g, n->in[1 - k]);
-      const bp_value *xv = &g->tensors[ti]->v, *yv = &g->tensors[to]->v;
-      if (xv->dtype != BP_F32 || yv->dtype != BP_F32 || !bp_same_shape(xv, yv) || x->tscale[ti] != 1.0f ||
-          x->ttrans[ti] || x->last_use[to] == g->nnodes)
-        continue;
-      int j = producer[ti];
-      if (j >= 0 && x->is_mm[j] && reads[ti] == 1 && x->last_use[ti] != g->nnodes) {
-        x->oscale[j] *= sc; /* the MatMul writes the scaled product; the Mul is a plain view */
-        x->view[i] = 1;
-        x->view_in[i] = (signed char)k;
-      } else if (reads[to] > 0 && reads[to] == reads_mm[to]) {
-        x->view[i] = 3;
-        x->view_in[i] = (signed char)k;
-        x->tscale[to] = sc;
-      }
-    }
-  }
 }
 
 void bp_cuda_exec_free(bp_cuda_exec *x) {
@@ -153,12 +66,7 @@ void bp_cuda_exec_free(bp_cuda_exec *x) {
   free(x->dev);
   free(x->ops);
   free(x->last_use);
-  free(x->view);
-  free(x->oscale);
-  free(x->tscale);
-  free(x->ttrans);
-  free(x->is_mm);
-  free(x->view_in);
+  bp_fold_free(&x->fp);
   free(x);
 }
 
@@ -173,8 +81,7 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
   x->dev = calloc((size_t)(g->ntensors ? g->ntensors : 1), sizeof(void *));
   x->ops = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(*x->ops));
   x->last_use = malloc(sizeof(int) * (size_t)(g->ntensors ? g->ntensors : 1));
-  x->view = calloc((size_t)(g->nnodes ? g->nnodes : 1), 1);
-  if (!x->dev || !x->ops || !x->last_use || !x->view) {
+  if (!x->dev || !x->ops || !x->last_use) {
     bp_errf(e, "out of memory");
     goto fail;
   }
@@ -190,43 +97,18 @@ bp_cuda_exec *bp_cuda_exec_new(bp_cuda *dc, const bp_graph *g, bp_err *e) {
       if (n->in[k] >= 0) x->last_use[n->in[k]] = i;
   }
   for (int i = 0; i < g->noutputs; i++) x->last_use[g->outputs[i]] = g->nnodes;
-  for (int i = 0; i < g->nnodes; i++) x->view[i] = (signed char)view_kind(g, g->nodes[i], x->last_use);
   {
     const char *f = getenv("BP_CUDA_FOLD");
     x->fold = !(f && !strcmp(f, "0"));
-    size_t nt1 = (size_t)(g->ntensors ? g->ntensors : 1), nn1 = (size_t)(g->nnodes ? g->nnodes : 1);
-    x->oscale = malloc(sizeof(float) * nn1);
-    x->tscale = malloc(sizeof(float) * nt1);
-    x->ttrans = calloc(nt1, 1);
-    x->is_mm = calloc(nn1, 1);
-    x->view_in = calloc(nn1, 1);
-    int *cnt = calloc(4 * nt1, sizeof(int)); /* reads, reads by MatMul, by full-batch MatMul, producer */
-    if (!x->oscale || !x->tscale || !x->ttrans || !x->is_mm || !x->view_in || !cnt) {
-      free(cnt);
+    unsigned char *keep = calloc((size_t)(g->ntensors ? g->ntensors : 1), 1); /* graph outputs: handed over */
+    if (!keep) {
       bp_errf(e, "out of memory");
       goto fail;
     }
-    int *reads = cnt, *reads_mm = cnt + nt1, *reads_full = cnt + 2 * nt1, *producer = cnt + 3 * nt1;
-    for (size_t t = 0; t < nt1; t++) x->tscale[t] = 1.0f, producer[t] = -1;
-    for (int i = 0; i < g->nnodes; i++) {
-      const bp_node *n = g->nodes[i];
-      int mm = !strcmp(n->op_type, "MatMul") && !(n->domain && n->domain[0]) && n->nout == 1 && n->out[0] >= 0 &&
-               g->tensors[n->out[0]]->v.dtype == BP_F32;
-      int full = mm && mm_full(g, n);
-      x->oscale[i] = 1.0f;
-      x->is_mm[i] = (unsigned char)mm;
-      for (int k = 0; k < n->nin; k++) {
-        int t = n->in[k];
-        if (t < 0) continue;
-        reads[t]++;
-        if (mm && k < 2 && g->tensors[t]->v.dtype == BP_F32) reads_mm[t]++;
-        if (full && k < 2) reads_full[t]++;
-      }
-      for (int k = 0; k < n->nout; k++)
-        if (n->out[k] >= 0) producer[n->out[k]] = i;
-    }
-    if (x->fold) plan_folds(x, reads, reads_mm, reads_full, producer);
-    free(cnt);
+    for (int i = 0; i < g->noutputs; i++) keep[g->outputs[i]] = 1;
+    int frc = bp_fold_analyse(g, keep, x->fold, &x->fp, e);
+    free(keep);
+    if (frc) goto fail;
   }
   for (int t = 0; t < g->ntensors; t++) {
     const bp_tensor *tt = g->tensors[t];
@@ -281,6 +163,7 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
   ctx->device = dc;
   bp_cuda_bf16_clear(dc);
   dc->bf16_cache_on = x->fold && dc->prec == BP_PREC_BF16;
+  dc->bf16_lo = dc->bf16_hi = NULL; /* every operand may be kept (forgotten when released) */
   for (int t = 0; t < nt; t++) {
     if (!x->dev[t]) continue;
     vals[t] = g->tensors[t]->v;
@@ -313,8 +196,10 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
       rc = bp_errf(e, "node '%s' (%s): too many inputs or outputs", n->name, n->op_type);
       goto done;
     }
-    if (x->view[i] == 1 || x->view[i] == 3 || x->view[i] == 4 || (x->view[i] == 2 && !ctx->training)) {
-      int ti = n->in[x->view_in[i]], to = n->out[0];
+    int vk = x->fp.view[i];
+    if (vk == BP_FOLD_VIEW || vk == BP_FOLD_VIEW_SCALED || vk == BP_FOLD_VIEW_TRANS ||
+        (vk == BP_FOLD_VIEW_EVAL && !ctx->training)) {
+      int ti = n->in[x->fp.view_in[i]], to = n->out[0];
       vals[to] = g->tensors[to]->v;
       vals[to].data = vals[ti].data;
       if (owned[ti]) {
@@ -355,11 +240,10 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     }
     bp_cuda_set_host_inputs(dc, host, n->nin);
     bp_cuda_set_tag(dc, i);
-    if (x->is_mm[i]) { /* the folds this MatMul applies (all 1 / 0 with folds off) */
-      int a = n->in[0], b = n->nin > 1 ? n->in[1] : -1;
-      dc->mm_alpha = x->oscale[i] * (a >= 0 ? x->tscale[a] : 1.0f) * (b >= 0 ? x->tscale[b] : 1.0f);
-      dc->mm_trans[0] = a >= 0 && x->ttrans[a];
-      dc->mm_trans[1] = b >= 0 && x->ttrans[b];
+    if (x->fp.is_mm[i]) { /* the folds this MatMul applies (all 1 / 0 with folds off) */
+      dc->mm_alpha = bp_fold_alpha(&x->fp, g, i);
+      dc->mm_trans[0] = bp_fold_trans(&x->fp, g, i, 0);
+      dc->mm_trans[1] = bp_fold_trans(&x->fp, g, i, 1);
     }
     int erc = x->ops[i]->eval(ctx, n, in, n->nin, out, n->nout, e);
     dc->mm_alpha = 1.0f;

@@ -235,6 +235,7 @@ static uint16_t *bf16_find(bp_cuda *dc, const float *src, int64_t count) {
 static int bf16_keep(bp_cuda *dc, const float *src, int64_t count, uint16_t *copy) {
   size_t bytes = sizeof(uint16_t) * (size_t)count;
   if (!dc->bf16_cache_on || dc->bf16_bytes + bytes > BF16_CACHE_BYTES) return 0;
+  if (dc->bf16_hi && ((const char *)src < dc->bf16_lo || (const char *)(src + count) > dc->bf16_hi)) return 0;
   if (dc->nbf16 == dc->capbf16) {
     int cap = dc->capbf16 ? 2 * dc->capbf16 : 64;
     struct bp_bf16_entry *v = (struct bp_bf16_entry *)realloc(dc->bf16_cache, sizeof *v * (size_t)cap);

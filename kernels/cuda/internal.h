@@ -49,6 +49,8 @@ struct bp_cuda {
    * gradient twice) is converted once. On only while the executor runs (it invalidates an entry
    * when it releases the buffer, and clears all at the end of the run). */
   int bf16_cache_on;
+  const char *bf16_lo, *bf16_hi; /* when bf16_hi: only operands inside [lo, hi) are kept (the pipeline
+                                    runtime's parameters: bp_cuda_bf16_cache_range) */
   struct bp_bf16_entry *bf16_cache;
   int nbf16, capbf16;
   size_t bf16_bytes;

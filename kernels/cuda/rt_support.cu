@@ -30,3 +30,22 @@ extern "C" int bp_cuda_accumulate(bp_cuda *dc, float *acc, const float *x, int64
   k_accumulate<<<bp_cuda_blocks(dc, n), THREADS, 0, dc->stream>>>(acc, x, n);
   return bp_cuda_after_launch(dc, nd, "k_accumulate", e, __FILE__, __LINE__);
 }
+
+extern "C" void bp_cuda_set_matmul_folds(bp_cuda *dc, float alpha, int trans_a, int trans_b) {
+  dc->mm_alpha = alpha;
+  dc->mm_trans[0] = trans_a != 0;
+  dc->mm_trans[1] = trans_b != 0;
+}
+
+extern "C" void bp_cuda_bf16_cache_range(bp_cuda *dc, const void *lo, const void *hi) {
+  if (dc->prec != BP_PREC_BF16) return;
+  dc->bf16_cache_on = 1;
+  dc->bf16_lo = (const char *)lo;
+  dc->bf16_hi = (const char *)hi;
+}
+
+extern "C" void bp_cuda_bf16_cache_off(bp_cuda *dc) {
+  bp_cuda_bf16_clear(dc);
+  dc->bf16_cache_on = 0;
+  dc->bf16_lo = dc->bf16_hi = NULL;
+}

@@ -11,7 +11,13 @@
  * contiguous in list order and laid out the same on both sides of every cut; the arena sizes equal
  * the highest planned end and are at least the most bytes live at once (the lower bound any
  * placement needs), printed side by side. Finally the checker itself is shown to catch an overlap:
- * one WORK tensor moved onto another that is live with it must be reported. */
+ * one WORK tensor moved onto another that is live with it must be reported.
+ *
+ * Views (bp_rt_fold.view: the node does not run, its output shares its input's bytes) form groups
+ * around a root; the members of a group may share bytes (nothing writes a member: its node does
+ * not run), a member must sit exactly at its root's bytes, and a WORK group must live within one
+ * half. Everything else is checked per tensor as before, with each member's own lifetime, so no
+ * tensor outside the group may touch its bytes while any member is live. */
 #include "cg_util.h"
 
 static int half_of(const bp_cg_stage *st, int pos) { return pos < st->n_forward ? 0 : pos < st->n_bwd_input ? 1 : 2; }
@@ -45,12 +51,21 @@ static void lifetimes(const bp_cg_stage *st, int *b, int *en) {
   }
 }
 
+/* grp[t]: the root of t's view group (t itself when t is no view's output), from the fold table. */
+static void groups(const bp_cg_stage *st, int *grp) {
+  const bp_graph *g = st->g;
+  for (int t = 0; t < g->ntensors; t++) grp[t] = t;
+  for (int i = 0; st->folds && i < g->nnodes; i++)
+    if (st->folds[i].view) grp[g->nodes[i]->out[0]] = grp[g->nodes[i]->in[st->folds[i].view_in]];
+}
+
 /* Returns the number of problems found (printing the first few). */
 static int check_stage(const bp_cg_stage *st, int verbose) {
   const bp_graph *g = st->g;
   int nt = g->ntensors, bad = 0;
-  int *b = malloc(sizeof(int) * (size_t)nt), *en = malloc(sizeof(int) * (size_t)nt);
+  int *b = malloc(sizeof(int) * (size_t)nt), *en = malloc(sizeof(int) * (size_t)nt), *grp = malloc(sizeof(int) * (size_t)nt);
   lifetimes(st, b, en);
+  groups(st, grp);
 #define BAD(...)                                                                                                       \
   do {                                                                                                                 \
     if (verbose && bad < 5) printf("  stage %d: ", st->index), printf(__VA_ARGS__), printf("\n");                      \
@@ -70,6 +85,11 @@ static int check_stage(const bp_cg_stage *st, int verbose) {
       if (b[t] < 0 || half_of(st, en[t]) != h) BAD("WORK tensor '%s' lives across halves [%d, %d]", g->tensors[t]->name, b[t], en[t]);
     }
     if (g->tensors[t]->kind == BP_T_INPUT && m != BP_MEM_SLOT) BAD("input '%s' is not in the slot", g->tensors[t]->name);
+    int r = grp[t];
+    if (r != t && (st->mem[r] != m || st->offset[r] != st->offset[t] || st->nbytes[t] > st->nbytes[r]))
+      BAD("view '%s' is not at its root '%s''s bytes", g->tensors[t]->name, g->tensors[r]->name);
+    if (r != t && m == BP_MEM_WORK && half_of(st, b[t]) != half_of(st, b[r]))
+      BAD("WORK view '%s' is read in another half than its root '%s' was made", g->tensors[t]->name, g->tensors[r]->name);
   }
   for (int m = 0; m < 4; m++)
     if ((top[m] + 63) / 64 * 64 != size[m])
@@ -77,7 +97,7 @@ static int check_stage(const bp_cg_stage *st, int verbose) {
   /* the exhaustive pairwise check */
   for (int i = 0; i < nt; i++)
     for (int j = i + 1; j < nt; j++) {
-      if (st->mem[i] != st->mem[j] || !st->nbytes[i] || !st->nbytes[j]) continue;
+      if (st->mem[i] != st->mem[j] || !st->nbytes[i] || !st->nbytes[j] || grp[i] == grp[j]) continue;
       int m = st->mem[i];
       int live = m == BP_MEM_PARAM || m == BP_MEM_CONST || (b[i] <= en[j] && b[j] <= en[i]);
       if (m == BP_MEM_WORK && live && half_of(st, b[i]) != half_of(st, b[j])) live = 0; /* different instructions */
@@ -103,7 +123,7 @@ static int check_stage(const bp_cg_stage *st, int verbose) {
     }
     if (prev_end != rg[l]->offset + rg[l]->nbytes) BAD("boundary list %d: the range does not end at its last tensor", l);
   }
-  free(b), free(en);
+  free(b), free(en), free(grp);
   return bad;
 }
 
@@ -118,12 +138,21 @@ static int same_layout(const bp_cg_stage *a, const int *la, int na, const bp_rt_
   return 1;
 }
 
-/* The most bytes live at once in an arena, from the lifetimes above. */
+/* The most bytes live at once in an arena, from the lifetimes above (a view group counted once,
+ * over the union of its members' lifetimes). */
 static int64_t live_peak(const bp_cg_stage *st, int arena) {
   const bp_graph *g = st->g;
   int nt = g->ntensors, nn = g->nnodes;
-  int *b = malloc(sizeof(int) * (size_t)nt), *en = malloc(sizeof(int) * (size_t)nt);
+  int *b = malloc(sizeof(int) * (size_t)nt), *en = malloc(sizeof(int) * (size_t)nt), *grp = malloc(sizeof(int) * (size_t)nt);
   lifetimes(st, b, en);
+  groups(st, grp);
+  for (int t = 0; t < nt; t++) {
+    int r = grp[t];
+    if (r == t) continue;
+    if (b[t] < b[r]) b[r] = b[t];
+    if (en[t] > en[r]) en[r] = en[t];
+    b[t] = 0, en[t] = -1; /* counted with the root */
+  }
   int64_t best = 0;
   for (int p = -1; p <= nn; p++) {
     int64_t live = 0;
@@ -133,7 +162,7 @@ static int64_t live_peak(const bp_cg_stage *st, int arena) {
         live += st->nbytes[t];
     if (live > best) best = live;
   }
-  free(b), free(en);
+  free(b), free(en), free(grp);
   return best;
 }
 
@@ -152,10 +181,10 @@ int main(int argc, char **argv) {
     const bp_cg_stage *st = &cg.stages[s];
     int bad = check_stage(st, 1);
     int64_t sl = live_peak(st, BP_MEM_SLOT), wl = live_peak(st, BP_MEM_WORK);
-    printf("%5d  %-22s %7d %6d  %3d/%3d/%3d %9lld %9lld %7lld (%7lld) %7lld (%7lld)\n", s, st->layers, st->g->ntensors,
-           st->g->nnodes, st->n_forward, st->n_bwd_input - st->n_forward, st->g->nnodes - st->n_bwd_input,
-           (long long)st->param_bytes, (long long)st->const_bytes, (long long)st->slot_bytes, (long long)sl,
-           (long long)st->work_bytes, (long long)wl);
+    printf("%5d  %-22s %7d %6d  %3d/%3d/%3d %9lld %9lld %7lld (%7lld) %7lld (%7lld)  views %d, folded MatMuls %d\n", s,
+           st->layers, st->g->ntensors, st->g->nnodes, st->n_forward, st->n_bwd_input - st->n_forward,
+           st->g->nnodes - st->n_bwd_input, (long long)st->param_bytes, (long long)st->const_bytes,
+           (long long)st->slot_bytes, (long long)sl, (long long)st->work_bytes, (long long)wl, st->n_views, st->n_folds);
     if (st->slot_bytes < sl || st->work_bytes < wl) printf("  stage %d: an arena is smaller than the bytes live at once\n", s), bad++;
     if (s + 1 < cg.S) {
       const bp_cg_stage *nx = &cg.stages[s + 1];
@@ -178,7 +207,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < g->nnodes && caught < 0; i++) {
       const bp_node *n = g->nodes[i];
       int a = n->in[0], o = n->out[0];
-      if (n->nin < 1 || a < 0 || o < 0 || st->mem[a] != BP_MEM_WORK || st->mem[o] != BP_MEM_WORK || !st->nbytes[a] ||
+      if (n->nin < 1 || a < 0 || o < 0 || (st->folds && st->folds[i].view) || st->mem[a] != BP_MEM_WORK || st->mem[o] != BP_MEM_WORK || !st->nbytes[a] ||
           !st->nbytes[o])
         continue;
       int64_t keep = st->offset[o];

@@ -49,6 +49,35 @@ static int out_index(const bp_graph *g, int t) {
   return -1;
 }
 
+/* Runs node n on the arenas with the compiler's folds (runtime/plan.h, bp_rt_fold) applied as the
+ * unfolded nodes would have computed them: an input stored transposed is transposed back, a scaled
+ * one multiplied by its power of two, the product multiplied after the MatMul. */
+static int eval_folded(bp_ctx *ctx, const bp_node *n, const bp_rt_fold *fo, bp_value **in, bp_value **out, bp_err *e) {
+  if (!fo || !(fo->trans[0] || fo->trans[1] || fo->in_log2[0] || fo->in_log2[1] || fo->out_log2))
+    return n->op->eval(ctx, n, in, n->nin, out, n->nout, e);
+  bp_value v[2];
+  bp_value *args[2] = {in[0], in[1]};
+  float *tmp[2] = {NULL, NULL};
+  for (int k = 0; k < 2; k++) {
+    if (!fo->trans[k] && !fo->in_log2[k]) continue;
+    const bp_value *x = in[k];
+    int64_t cnt = bp_value_numel(x), R = x->rank >= 2 ? x->dims[x->rank - 2] : 1, C = x->dims[x->rank - 1];
+    const float *src = x->data;
+    tmp[k] = malloc(sizeof(float) * (size_t)(cnt + 1));
+    for (int64_t j = 0; j < cnt; j++) {
+      int64_t b = j / (R * C), r = j / C % R, q = j % C;
+      tmp[k][j] = fo->trans[k] ? src[b * R * C + q * R + r] : src[j];
+      if (fo->in_log2[k]) tmp[k][j] *= ldexpf(1.0f, fo->in_log2[k]);
+    }
+    v[k] = *x, v[k].data = tmp[k], args[k] = &v[k];
+  }
+  int rc = n->op->eval(ctx, n, args, n->nin, out, n->nout, e);
+  if (rc == 0 && fo->out_log2)
+    for (int64_t j = 0; j < bp_value_numel(out[0]); j++) ((float *)out[0]->data)[j] *= ldexpf(1.0f, fo->out_log2);
+  free(tmp[0]), free(tmp[1]);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc != 5) {
     fprintf(stderr, "usage: %s MODEL SCHEDULE D N\n", argv[0]);
@@ -225,6 +254,7 @@ int main(int argc, char **argv) {
     param[s] = calloc((size_t)st->param_bytes + 64, 1), cnst[s] = calloc((size_t)st->const_bytes + 64, 1);
     for (int t = 0; t < st->g->ntensors; t++) {
       const bp_tensor *tt = st->g->tensors[t];
+      if (tt->kind == BP_T_ACTIVATION) continue; /* a view of a parameter / constant shares its bytes */
       if (st->mem[t] == BP_MEM_PARAM) memcpy(param[s] + st->offset[t], tt->v.data, (size_t)st->nbytes[t]);
       if (st->mem[t] == BP_MEM_CONST) memcpy(cnst[s] + st->offset[t], tt->v.data, (size_t)st->nbytes[t]);
     }
@@ -240,6 +270,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   double arena_worst = 0;
+  long views_skipped = 0, folded_runs = 0;
   /* FWD of every micro-batch, then BWD_INPUT + BWD_WEIGHT of every micro-batch, last stage first */
   for (int phase = 0; phase < 2; phase++)
     for (int m = 0; m < N; m++)
@@ -274,11 +305,17 @@ int main(int argc, char **argv) {
           memset(work, 0xff, (size_t)work_bytes + 64); /* a new instruction: WORK holds garbage */
           for (int i = ranges[h][0]; i < ranges[h][1]; i++) {
             const bp_node *n = sg->nodes[i];
+            const bp_rt_fold *fo = st->folds ? &st->folds[i] : NULL;
+            if (fo && fo->view) { /* planned at its input's bytes: does not run */
+              views_skipped++;
+              continue;
+            }
             bp_value *in[64] = {0}, *out[64] = {0};
             for (int k = 0; k < n->nin; k++) in[k] = n->in[k] >= 0 ? &vals[n->in[k]] : NULL;
             for (int k = 0; k < n->nout; k++)
               if (n->out[k] >= 0) out[k] = &vals[n->out[k]], memset(out[k]->data, 0, bp_value_bytes(out[k]));
-            if (n->op->eval(&ctx, n, in, n->nin, out, n->nout, &e) < 0) {
+            if (fo && (fo->trans[0] || fo->trans[1] || fo->in_log2[0] || fo->in_log2[1] || fo->out_log2)) folded_runs++;
+            if (eval_folded(&ctx, n, fo, in, out, &e) < 0) {
               fprintf(stderr, "FAIL: arena run, stage %d node '%s': %s\n", s, n->name, e.msg);
               return 1;
             }
@@ -310,8 +347,9 @@ int main(int argc, char **argv) {
       double d = fabs(acc[i][x] - acc2[i][x]) / (fabs(acc[i][x]) + 1e-12);
       if (!(d <= acc_worst) && fabs(acc[i][x] - acc2[i][x]) > 1e-9) acc_worst = d;
     }
-  printf("  planned arenas (WORK %lld B shared, poisoned per instruction): outputs differ by %.3g, gradients by %.3g\n",
-         (long long)work_bytes, arena_worst, acc_worst);
+  printf("  planned arenas (WORK %lld B shared, poisoned per instruction; %ld view runs skipped, %ld folded MatMul "
+         "runs): outputs differ by %.3g, gradients by %.3g\n",
+         (long long)work_bytes, views_skipped, folded_runs, arena_worst, acc_worst);
   if (!(arena_worst <= 1e-6) || !(acc_worst <= 1e-6)) {
     printf("FAIL: the planned arenas change the results\n");
     fails++;
