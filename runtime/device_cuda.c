@@ -336,11 +336,11 @@ static int g_eval(bp_rt *rt, rt_chunk *c, bp_ctx *ctx, int k, bp_value **in, bp_
   /* the flag's tag: (instruction + 1) x nodes + node, when it fits an int (check_flags decodes it) */
   int64_t code = ((int64_t)rt->cur_instr + 1) * g->total_nodes + node;
   bp_cuda_set_tag(g->dc, code < 2147483000 ? (int)code : node);
+  if (g->prof && prof_mark(g, node, 0, e) < 0) return -1;
   const bp_rt_fold *f = st->folds ? &st->folds[k] : NULL;
   int folded = f && (f->trans[0] || f->trans[1] || f->in_log2[0] || f->in_log2[1] || f->out_log2);
   if (folded) bp_cuda_set_matmul_folds(g->dc, ldexpf(1.0f, f->in_log2[0] + f->in_log2[1] + f->out_log2), f->trans[0], f->trans[1]);
   bp_cuda_bf16_cache_range(g->dc, c->param, c->param + st->param_bytes);
-  if (g->prof && prof_mark(g, node, 0, e) < 0) return -1;
   int rc = op->eval(ctx, n, in, n->nin, out, n->nout, e);
   if (folded) bp_cuda_set_matmul_folds(g->dc, 1.0f, 0, 0);
   bp_cuda_set_host_inputs(g->dc, NULL, 0);
