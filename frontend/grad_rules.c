@@ -496,6 +496,63 @@ RULE(grad_gather_nd) {
   din[0] = bp_ad_infer(ad, node);
   DONE;
 }
+/* TopK: the values' gradient goes back to the positions the indices name (ScatterElements add into
+ * zeros along the axis); the indices are the stash, so an export that dropped them gets them back. */
+RULE(grad_topk) {
+  if (!need[0] || dout[0] < 0) DONE;
+  if (n->nout < 2 || Y(1) < 0) {
+    char name[512];
+    snprintf(name, sizeof name, "%s/indices", n->name);
+    int m = bp_graph_tensor(ad->g, name);
+    if (m < 0) return bp_errf(ad->e, "out of memory");
+    if (n->nout < 2) {
+      int *no = realloc(n->out, sizeof(int) * 2);
+      if (!no) return bp_errf(ad->e, "out of memory");
+      n->out = no;
+      n->nout = 2;
+    }
+    n->out[1] = m;
+    bp_tensor *mt = ad->g->tensors[m];
+    mt->v = *bp_ad_val(ad, Y(0));
+    mt->v.dtype = BP_I64;
+    mt->v.data = NULL;
+    mt->producer = ad->cur;
+  }
+  int in[3] = {zeros_like(ad, X(0)), Y(1), dout[0]};
+  if (in[0] < 0) return -1;
+  int node = bp_ad_node(ad, NULL, "ScatterElements", 3, in, 1);
+  bp_ad_attr_int(ad, node, "axis", bp_attr_int(n, "axis", -1));
+  bp_ad_attr_string(ad, node, "reduction", "add");
+  din[0] = bp_ad_infer(ad, node);
+  DONE;
+}
+/* Tile: output axis i is r_i copies of input axis i (index k * d_i + j), so dy viewed as
+ * [.., r_i, d_i, ..] summed over the copies (SumTo [.., 1, d_i, ..]) is dx. The repeats must be
+ * constant (they set the output shape). Axes with r_i = 1 or d_i = 1 need no split. */
+RULE(grad_tile) {
+  if (!need[0]) DONE;
+  const bp_value *x = bp_ad_val(ad, X(0)), *r = bp_ad_val(ad, X(1));
+  if (!r->data) return bp_errf(ad->e, "the repeats must be a compile-time constant to train");
+  int64_t split[2 * BP_MAX_RANK], sum[2 * BP_MAX_RANK];
+  int rank = 0;
+  for (int i = 0; i < x->rank; i++) {
+    int64_t rep = bp_get_i64(r->data, r->dtype, i), d = x->dims[i];
+    if (rep > 1 && d > 1) {
+      split[rank] = rep, sum[rank++] = 1;
+      split[rank] = d, sum[rank++] = d;
+    } else {
+      split[rank] = rep * d, sum[rank++] = d;
+    }
+  }
+  if (rank > BP_MAX_RANK)
+    return bp_errf(ad->e, "tiling %d axes of a rank-%d input needs rank %d, above the supported %d", rank - x->rank,
+                   x->rank, rank, BP_MAX_RANK);
+  int v = bp_ad_reshape(ad, dout[0], rank, split);
+  int node = v < 0 ? -1 : bp_ad_node(ad, BP_DOMAIN, "SumTo", 1, &v, 1);
+  bp_ad_attr_ints(ad, node, "shape", rank, sum);
+  din[0] = bp_ad_reshape(ad, bp_ad_infer(ad, node), x->rank, x->dims);
+  DONE;
+}
 RULE(grad_reduce_mean) { return grad_reduce(ad, n, dout, need, din, 1); }
 
 RULE(grad_dropout) {
@@ -560,5 +617,6 @@ const bp_grad_rule bp_grad_rules[] = {
     {"LogSoftmax", grad_logsoftmax}, {"RMSNormalization", grad_rmsnorm}, {"ReduceMax", grad_reduce_extremum},
     {"ReduceMin", grad_reduce_extremum}, {"Min", grad_minmax}, {"Max", grad_minmax}, {"Clip", grad_clip},
     {"GatherElements", grad_gather_elements}, {"GatherND", grad_gather_nd},
+    {"TopK", grad_topk}, {"Tile", grad_tile},
     {NULL, NULL},
 };

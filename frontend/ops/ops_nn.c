@@ -303,6 +303,26 @@ INFER(infer_argreduce) {
   return 0;
 }
 
+/* TopK: values (X's dtype) and int64 indices, X's shape with K along the axis (K must be constant). */
+INFER(infer_topk) {
+  if (need(n, in, nin, 0, "X", e)) return -1;
+  const bp_value *x = in[0];
+  char who[300];
+  snprintf(who, sizeof who, "node '%s' (%s)", n->name, n->op_type);
+  if (bp_nn_check_dtype(n, x->dtype, 1, 0, "input X", e)) return -1;
+  if (x->rank < 1) return bp_errf(e, "%s: input must have rank >= 1", who);
+  int64_t axis, k;
+  if (bp_norm_axis(bp_attr_int(n, "axis", -1), x->rank, &axis, who, e) || bp_nn_topk_k(n, in, nin, &k, e)) return -1;
+  if (k > x->dims[axis])
+    return bp_errf(e, "%s: K = %lld exceeds the axis length %lld", who, (long long)k, (long long)x->dims[axis]);
+  for (int o = 0; o < nout && o < 2; o++) {
+    if (!out[o]) continue;
+    set_like(out[o], x, o ? BP_I64 : x->dtype);
+    out[o]->dims[axis] = k;
+  }
+  return 0;
+}
+
 FLOPS(flops_argreduce) {
   (void)n, (void)nin, (void)nout, (void)out;
   return numel_of(in[0]);
@@ -353,5 +373,6 @@ const bp_op_def bp_ops_nn[] = {
     {"ArgMax", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmax, flops_argreduce, NULL},
     {"ArgMin", NULL, 1, 1, infer_argreduce, bp_nn_eval_argmin, flops_argreduce, NULL},
     {"Dropout", NULL, 1, 3, infer_dropout, bp_nn_eval_dropout, NULL, NULL},
+    {"TopK", NULL, 1, 2, infer_topk, bp_nn_eval_topk, flops_argreduce, NULL},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };

@@ -54,6 +54,9 @@ BP_NN_EVAL(bp_nn_eval_argmax);
 BP_NN_EVAL(bp_nn_eval_argmin);
 /* nn_dropout.c */
 BP_NN_EVAL(bp_nn_eval_dropout);
+/* nn_topk.c; bp_nn_topk_k reads K (input 1, or attribute 'k' before opset 10; must be constant) */
+BP_NN_EVAL(bp_nn_eval_topk);
+int bp_nn_topk_k(const bp_node *n, bp_value *const *in, int nin, int64_t *k, bp_err *e);
 /* nn_einsum.c */
 BP_NN_EVAL(bp_nn_eval_einsum);
 

@@ -485,6 +485,30 @@ int main(void) {
     c.node = y < 0 ? -1 : bp_ad_node(&c.ad, NULL, "Tanh", 1, &y, 1);
   }
   finish(&c);
+  /* TopK (the MoE router): values back to the chosen positions; largest and smallest, two axes */
+  begin(&c, "TopK k=2 largest axis=-1");
+  IN(&c, -1, 1, 3, 5);
+  INTS(&c, 2);
+  node(&c, NULL, "TopK", 2);
+  finish(&c);
+  begin(&c, "TopK k=3 smallest axis=0");
+  IN(&c, -1, 1, 4, 2, 3);
+  INTS(&c, 3);
+  node(&c, NULL, "TopK", 2);
+  bp_ad_attr_int(&c.ad, c.node, "axis", 0);
+  bp_ad_attr_int(&c.ad, c.node, "largest", 0);
+  finish(&c);
+  /* Tile (Mixtral's TorchScript export repeats the routing weights): copies summed back */
+  begin(&c, "Tile repeats [2,1,3]");
+  IN(&c, -1, 1, 2, 3, 2);
+  INTS(&c, 2, 1, 3);
+  node(&c, NULL, "Tile", 1);
+  finish(&c);
+  begin(&c, "Tile repeats [3,2] of a [1,4]");
+  IN(&c, -1, 1, 1, 4);
+  INTS(&c, 3, 2);
+  node(&c, NULL, "Tile", 1);
+  finish(&c);
   begin(&c, "MatMul 1-D x 2-D");
   IN(&c, -1, 1, 4);
   IN(&c, -1, 1, 4, 3);

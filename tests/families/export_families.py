@@ -150,8 +150,11 @@ FAMILIES = {
                 "encoder, embedding 32 projected to hidden 64, generator head"),
     "mixtral": (T.MixtralForCausalLM, T.MixtralConfig,
                 dict(DEC, intermediate_size=64, num_key_value_heads=2, num_local_experts=4,
-                     num_experts_per_tok=2, attention_dropout=DROP, tie_word_embeddings=True),
-                "mixture of experts: router softmax, top-2 of 4 experts"),
+                     num_experts_per_tok=2, attention_dropout=DROP, tie_word_embeddings=True,
+                     experts_implementation="batched_mm"),
+                "mixture of experts: router softmax, TopK 2 of 4 experts; experts_implementation "
+                "batched_mm (the default grouped_mm exports neither way: aten::histc, and 'eager' "
+                "gathers tokens with NonZero, a data-dependent shape)"),
     "gpt_bigcode": (T.GPTBigCodeForCausalLM, T.GPTBigCodeConfig,
                     dict(vocab_size=VOCAB, n_embd=H, n_layer=L, n_head=4, n_inner=128, n_positions=64,
                          multi_query=True, resid_pdrop=DROP, embd_pdrop=DROP, attn_pdrop=DROP,
