@@ -37,11 +37,11 @@ Side files per family (directory OUT/<family>/), the conventions of models/<fami
   export.json                          what happened: per variant bytes, nodes, op histogram, torch
                                        vs onnxruntime max abs difference, or the exporter's error
 
-Committed (models/<family>/, < 400 KB each): gemma2, falcon, albert; export_families.py --commit
+Committed (models/<family>/, < 400 KB each): gemma2, falcon, albert, mixtral; export_families.py --commit
 copies train.onnx, the inputs, targets and references of those into models/.
 
 Usage:  python3 tests/families/export_families.py [--out DIR] [--family mistral qwen2 ...] [--variant ...]
-        python3 tests/families/export_families.py --commit   (regenerates models/{gemma2,falcon,albert})
+        python3 tests/families/export_families.py --commit   (regenerates models/{gemma2,falcon,albert,mixtral})
 Needs:  torch transformers onnx onnxruntime onnxscript numpy (versions: models/README.md)
 """
 import argparse
@@ -149,12 +149,18 @@ FAMILIES = {
                      hidden_dropout_prob=DROP, attention_probs_dropout_prob=DROP, pad_token_id=0),
                 "encoder, embedding 32 projected to hidden 64, generator head"),
     "mixtral": (T.MixtralForCausalLM, T.MixtralConfig,
-                dict(DEC, intermediate_size=64, num_key_value_heads=2, num_local_experts=4,
+                dict(DEC, intermediate_size=8, num_key_value_heads=2, num_local_experts=4,
                      num_experts_per_tok=2, attention_dropout=DROP, tie_word_embeddings=True,
                      experts_implementation="batched_mm"),
                 "mixture of experts: router softmax, TopK 2 of 4 experts; experts_implementation "
                 "batched_mm (the default grouped_mm exports neither way: aten::histc, and 'eager' "
                 "gathers tokens with NonZero, a data-dependent shape)"),
+    "qwen2_moe": (T.Qwen2MoeForCausalLM, T.Qwen2MoeConfig,
+                  dict(DEC, intermediate_size=64, moe_intermediate_size=32, shared_expert_intermediate_size=64,
+                       num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False,
+                       decoder_sparse_step=1, attention_dropout=DROP, tie_word_embeddings=True,
+                       experts_implementation="batched_mm"),
+                  "mixture of experts with a sigmoid-gated shared expert, top-2 of 4"),
     "gpt_bigcode": (T.GPTBigCodeForCausalLM, T.GPTBigCodeConfig,
                     dict(vocab_size=VOCAB, n_embd=H, n_layer=L, n_head=4, n_inner=128, n_positions=64,
                          multi_query=True, resid_pdrop=DROP, embd_pdrop=DROP, attn_pdrop=DROP,
@@ -406,7 +412,7 @@ def one(family, out, variants):
         f.write("\n")
 
 
-COMMITTED = ("gemma2", "falcon", "albert")
+COMMITTED = ("gemma2", "falcon", "albert", "mixtral")
 COMMITTED_FILES = ("train.onnx", "input_ids.npy", "targets.npy", "train_reference.json", "pipeline_input_ids.npy",
                    "pipeline_targets.npy", "pipeline_train_reference.json")
 
