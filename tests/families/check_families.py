@@ -7,14 +7,14 @@ family x exporter:
             (attention_mask_pad.npy; both numbers shown, ones/padded)
   train     `bitpipec train --no-dropout` SGD (lr 0.05), 5 steps, vs the PyTorch reference
             (train_reference.json): worst relative difference of the loss and the gradient norm
-  pipeline  (train.onnx and mask.onnx) tests/codegen/test_compile_run.py: `bitpipec MODEL -o train -D 2 -N rows/2
-            --micro-batch 2 --schedule SCHED` + `mpirun -np 2 ./train` vs `bitpipec train` (1e-5) and
-            vs PyTorch (1e-4)
+  pipeline  (train, mask, cache, sdpa_train) tests/codegen/test_compile_run.py: `bitpipec MODEL -o
+            train -D 2 -N rows/2 --micro-batch 2 --schedule SCHED` + `mpirun -np 2 ./train` vs
+            `bitpipec train` (1e-5) and vs PyTorch (1e-4)
 
-A failing step shows its first error line instead of a number.
-Exports (tests/families/export_families.py): train, dynamo, ts, mask (attention_mask input), ext
-(external data).
-usage: check_families.py BITPIPEC DIR [--family F ...] [--variant train dynamo ts mask ext] [--schedule 1f1b]
+A failing step shows its first error line instead of a number. The exports (variants) are those of
+tests/families/export_families.py: train dynamo ts mask ext op14 op12 dyn18 raw cache sdpa_train
+sdpa_dynamo sdpa_op23 (all by default).
+usage: check_families.py BITPIPEC DIR [--family F ...] [--variant V ...] [--schedule 1f1b]
        [--no-pipeline] [--tol 1e-4]
 Exit status 1 when any check fails (for a regression test of committed families)."""
 import argparse
@@ -112,7 +112,8 @@ def main():
     ap.add_argument("bitpipec")
     ap.add_argument("dir")
     ap.add_argument("--family", nargs="*")
-    ap.add_argument("--variant", nargs="*", default=["train", "dynamo", "ts", "mask", "ext", "op14", "op12", "dyn18", "raw"])
+    ap.add_argument("--variant", nargs="*", default=["train", "dynamo", "ts", "mask", "ext", "op14", "op12", "dyn18", "raw", "cache",
+                                                            "sdpa_train", "sdpa_dynamo", "sdpa_op23"])
     ap.add_argument("--schedule", default="1f1b")
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--tol", type=float, default=1e-4)
@@ -127,7 +128,7 @@ def main():
             if not os.path.exists(path):
                 info = json.load(open(os.path.join(d, "export.json"))).get(v, {}) \
                     if os.path.exists(os.path.join(d, "export.json")) else {}
-                print(f"{fam:11s} {v:7s} export failed: {info.get('error', 'no file')}")
+                print(f"{fam:11s} {v:7s} not exported: {info.get('error', 'no file')[:150]}")
                 continue
             with tempfile.TemporaryDirectory(prefix="bp_fam_") as work:
                 r = check_run(args.bitpipec, d, path, work)
@@ -136,7 +137,7 @@ def main():
                     r = (rp[0], r[1] + "/" + rp[1] if rp[0] else "padded mask: " + rp[1])
             t = check_train(args.bitpipec, d, path, args.tol)
             pl = check_pipeline(args.bitpipec, d, path, args.schedule) \
-                if v in ("train", "mask") and not args.no_pipeline \
+                if v in ("train", "mask", "cache", "sdpa_train") and not args.no_pipeline \
                 else (True, "-")
             bad += (not r[0]) + (not t[0]) + (not pl[0])
             cell = lambda c: c[1] if c[0] else "FAIL " + c[1]  # noqa: E731

@@ -23,7 +23,11 @@ Each family is exported up to five ways (input `input_ids` int64 [batch, sequenc
   ext.onnx     dynamo as torch.onnx.export(model, args, "ext.onnx", dynamo=True) saves it: the
                weights in ext.onnx.data (external data);
   op14, op12   the training recipe at opset 14 / 12 (older exports: LayerNorm decomposed);
-  dyn18, raw   dynamo at opset 18; dynamo with optimize=False.
+  dyn18, raw   dynamo at opset 18; dynamo with optimize=False;
+  cache.onnx   the training recipe with use_cache=True: logits, then each layer's present key and
+               value as further outputs (decoders only);
+  sdpa_*       with transformers' default attention (sdpa) instead of eager: training recipe,
+               dynamo default, dynamo at opset 23 (ONNX Attention / RotaryEmbedding ops).
 The default is train dynamo ts mask ext (--variant picks others).
 
 Side files per family (directory OUT/<family>/), the conventions of models/<family>/:
@@ -239,22 +243,26 @@ VARIANTS = {"train": "training recipe", "dynamo": "dynamo default, one file",
             "ext": "dynamo default saved by torch.onnx.export(path): weights in path.data",
             "op14": "training recipe at opset 14 (no LayerNormalization op)",
             "op12": "training recipe at opset 12", "dyn18": "dynamo at opset 18",
-            "raw": "dynamo with optimize=False (the decomposed graph as translated)"}
+            "raw": "dynamo with optimize=False (the decomposed graph as translated)",
+            "cache": "training recipe of the model with use_cache=True: logits then every present key/value",
+            "sdpa_train": "training recipe, transformers' default attention (sdpa)",
+            "sdpa_dynamo": "dynamo default, sdpa attention", "sdpa_op23": "dynamo at opset 23, sdpa attention"}
 SHAPES = {"gpt2_odd": ((3, 13), (6, 13))}
 DEFAULT_SHAPES = ((2, 16), (8, 16))
 
 
-def make_model(family):
-    """The family's tiny model, seeded random init then seeded perturbation (see the docstring)."""
+def make_model(family, attn="eager"):
+    """The family's tiny model, seeded random init then seeded perturbation (see the docstring).
+    attn: transformers' attention implementation ("sdpa" is transformers' default, "eager" ours)."""
     cls, cfg_cls, kw, _ = FAMILIES[family]
     torch.manual_seed(SEED)
     cfg = cfg_cls(**kw)
-    cfg._attn_implementation = "eager"
+    cfg._attn_implementation = attn
     try:
-        model = cls(cfg, attn_implementation="eager")
+        model = cls(cfg, attn_implementation=attn)
     except TypeError:
         model = cls(cfg)
-    model.config._attn_implementation = "eager"
+    model.config._attn_implementation = attn
     g = torch.Generator().manual_seed(SEED + 7)
     with torch.no_grad():
         for p in model.parameters():
@@ -292,8 +300,35 @@ class WithMask(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False, **self.kwargs)[0]
 
 
+class WithCache(torch.nn.Module):
+    """forward(input_ids) -> logits, then every layer's present key and value (use_cache=True): the
+    outputs of an export made for generation, which training must carry along unused."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.model
+
+    def forward(self, input_ids):
+        o = self.model(input_ids=input_ids, use_cache=True, return_dict=True)
+        outs = [o.logits]
+        for layer in o.past_key_values.layers:
+            outs += [layer.keys, layer.values]
+        return tuple(outs)
+
+
 def export(wrapped, ids, path, variant):
-    if variant in ("train", "ts", "mask", "op14", "op12"):
+    if variant == "cache":
+        wrapped = WithCache(wrapped).train()
+        with torch.no_grad():
+            n = len(wrapped(ids)) - 1
+        names = ["logits"] + [f"present.{i // 2}.{'key' if i % 2 == 0 else 'value'}" for i in range(n)]
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+        axes.update({nm: {0: "batch", 2: "sequence"} for nm in names[1:]})
+        torch.onnx.export(wrapped, (ids,), path, input_names=["input_ids"], output_names=names, dynamic_axes=axes,
+                          opset_version=17, dynamo=False, training=torch.onnx.TrainingMode.TRAINING,
+                          do_constant_folding=False)
+        return
+    if variant in ("train", "ts", "mask", "op14", "op12", "sdpa_train"):
         axes = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
         names, args = ["input_ids"], (ids,)
         if variant == "mask":
@@ -316,7 +351,8 @@ def export(wrapped, ids, path, variant):
         wrapped.eval()
         dyn = {"input_ids": {0: torch.export.Dim("batch", min=1, max=1024),
                              1: torch.export.Dim("sequence", min=2, max=64)}}
-        kw = {"dyn18": dict(opset_version=18), "raw": dict(optimize=False)}.get(variant, {})
+        kw = {"dyn18": dict(opset_version=18), "raw": dict(optimize=False),
+              "sdpa_op23": dict(opset_version=23)}.get(variant, {})
         prog = torch.onnx.export(wrapped, (ids,), None, dynamo=True, input_names=["input_ids"],
                                  output_names=["logits"], dynamic_shapes=dyn, **kw)
         onnx.save(prog.model_proto, path, save_as_external_data=False)
@@ -383,7 +419,8 @@ def one(family, out, variants):
     for v in variants:
         path = os.path.join(d, v + ".onnx")
         try:
-            export(LogitsOnly(make_model(family)), torch.from_numpy(ids_np), path, v)
+            attn = "sdpa" if v.startswith("sdpa") else "eager"
+            export(LogitsOnly(make_model(family, attn)), torch.from_numpy(ids_np), path, v)
             m = onnx.load(path)
             try:
                 got = run_ort(path, ids_np)
