@@ -496,28 +496,35 @@ RULE(grad_gather_nd) {
   din[0] = bp_ad_infer(ad, node);
   DONE;
 }
+/* A forward output the backward reads (Dropout's mask, TopK's indices) that the export dropped:
+ * gives n its second output "<node>/<suffix>", shaped like tensor `like`, of dtype dt, produced by
+ * the node itself (so the executor fills it). Nothing to do when the output is there. */
+static int stash_output(bp_ad *ad, bp_node *n, const char *suffix, int like, bp_dtype dt) {
+  if (n->nout >= 2 && Y(1) >= 0) return 0;
+  char name[512];
+  snprintf(name, sizeof name, "%s/%s", n->name, suffix);
+  int m = bp_graph_tensor(ad->g, name);
+  if (m < 0) return bp_errf(ad->e, "out of memory");
+  if (n->nout < 2) {
+    int *no = realloc(n->out, sizeof(int) * 2);
+    if (!no) return bp_errf(ad->e, "out of memory");
+    n->out = no;
+    n->nout = 2;
+  }
+  n->out[1] = m;
+  bp_tensor *mt = ad->g->tensors[m];
+  mt->v = *bp_ad_val(ad, like);
+  mt->v.dtype = dt;
+  mt->v.data = NULL;
+  mt->producer = ad->cur;
+  return 0;
+}
+
 /* TopK: the values' gradient goes back to the positions the indices name (ScatterElements add into
  * zeros along the axis); the indices are the stash, so an export that dropped them gets them back. */
 RULE(grad_topk) {
   if (!need[0] || dout[0] < 0) DONE;
-  if (n->nout < 2 || Y(1) < 0) {
-    char name[512];
-    snprintf(name, sizeof name, "%s/indices", n->name);
-    int m = bp_graph_tensor(ad->g, name);
-    if (m < 0) return bp_errf(ad->e, "out of memory");
-    if (n->nout < 2) {
-      int *no = realloc(n->out, sizeof(int) * 2);
-      if (!no) return bp_errf(ad->e, "out of memory");
-      n->out = no;
-      n->nout = 2;
-    }
-    n->out[1] = m;
-    bp_tensor *mt = ad->g->tensors[m];
-    mt->v = *bp_ad_val(ad, Y(0));
-    mt->v.dtype = BP_I64;
-    mt->v.data = NULL;
-    mt->producer = ad->cur;
-  }
+  if (stash_output(ad, n, "indices", Y(0), BP_I64) < 0) return -1;
   int in[3] = {zeros_like(ad, X(0)), Y(1), dout[0]};
   if (in[0] < 0) return -1;
   int node = bp_ad_node(ad, NULL, "ScatterElements", 3, in, 1);
@@ -568,24 +575,7 @@ RULE(grad_dropout) {
     DONE;
   }
   /* The mask is the stash of Dropout: give the node its mask output if the export dropped it. */
-  if (n->nout < 2 || Y(1) < 0) {
-    char name[512];
-    snprintf(name, sizeof name, "%s/mask", n->name);
-    int m = bp_graph_tensor(ad->g, name);
-    if (m < 0) return bp_errf(ad->e, "out of memory");
-    if (n->nout < 2) {
-      int *no = realloc(n->out, sizeof(int) * 2);
-      if (!no) return bp_errf(ad->e, "out of memory");
-      n->out = no;
-      n->nout = 2;
-    }
-    n->out[1] = m;
-    bp_tensor *mt = ad->g->tensors[m];
-    mt->v = *bp_ad_val(ad, X(0));
-    mt->v.dtype = BP_BOOL;
-    mt->v.data = NULL;
-    mt->producer = ad->cur;
-  }
+  if (stash_output(ad, n, "mask", X(0), BP_BOOL) < 0) return -1;
   int in[2] = {dout[0], Y(1)};
   int node = bp_ad_node(ad, BP_DOMAIN, "DropoutGrad", 2, in, 1);
   bp_ad_attr_float(ad, node, "scale", ratio < 1 ? (float)(1.0 / (1.0 - ratio)) : 0.0f);
