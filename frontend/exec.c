@@ -8,6 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every graph input given, with the dtype and shape the graph was prepared for. */
+int bp_check_inputs(const bp_graph *g, bp_value *const *inputs, bp_err *e) {
+  for (int i = 0; i < g->ninputs; i++) {
+    const bp_tensor *t = g->tensors[g->inputs[i]];
+    if (!inputs[i]) return bp_errf(e, "input '%s' was not given", t->name);
+    if (inputs[i]->dtype != t->v.dtype || !bp_same_shape(inputs[i], &t->v)) {
+      char s1[160], s2[160];
+      return bp_errf(e, "input '%s': given %s %s but the graph was prepared for %s %s", t->name,
+                     bp_dtype_name(inputs[i]->dtype), bp_shape_str(inputs[i], s1, sizeof s1),
+                     bp_dtype_name(t->v.dtype), bp_shape_str(&t->v, s2, sizeof s2));
+    }
+  }
+  return 0;
+}
+
 int bp_execute(const bp_graph *g, bp_ctx *ctx, bp_value *const *inputs, bp_value *outputs, bp_err *e) {
   int nt = g->ntensors;
   bp_value *vals = calloc((size_t)nt, sizeof(bp_value));
@@ -23,21 +38,11 @@ int bp_execute(const bp_graph *g, bp_ctx *ctx, bp_value *const *inputs, bp_value
     const bp_tensor *tt = g->tensors[t];
     if (tt->kind == BP_T_CONSTANT || tt->kind == BP_T_INITIALIZER) vals[t] = tt->v;
   }
-  for (int i = 0; i < g->ninputs; i++) {
-    const bp_tensor *t = g->tensors[g->inputs[i]];
-    if (!inputs[i]) {
-      rc = bp_errf(e, "input '%s' was not given", t->name);
-      goto done;
-    }
-    if (inputs[i]->dtype != t->v.dtype || !bp_same_shape(inputs[i], &t->v)) {
-      char s1[160], s2[160];
-      rc = bp_errf(e, "input '%s': given %s %s but the graph was prepared for %s %s", t->name,
-                   bp_dtype_name(inputs[i]->dtype), bp_shape_str(inputs[i], s1, sizeof s1), bp_dtype_name(t->v.dtype),
-                   bp_shape_str(&t->v, s2, sizeof s2));
-      goto done;
-    }
-    vals[g->inputs[i]] = *inputs[i];
+  if (bp_check_inputs(g, inputs, e)) {
+    rc = -1;
+    goto done;
   }
+  for (int i = 0; i < g->ninputs; i++) vals[g->inputs[i]] = *inputs[i];
   for (int i = 0; i < g->nnodes; i++)
     for (int k = 0; k < g->nodes[i]->nin; k++)
       if (g->nodes[i]->in[k] >= 0) last_use[g->nodes[i]->in[k]] = i;

@@ -56,6 +56,10 @@ int bp_prepare_graph(bp_graph *g, const bp_binding *binds, int nbinds, bp_value 
  * (the case specialize_int_inputs can resolve). */
 int bp_err_needs_constant(const bp_err *e);
 
+/* Checks that every graph input is given (inputs[i] non-NULL) with the dtype and static shape the
+ * graph was prepared for; the error names the input. Both executors (CPU and CUDA) call it. */
+int bp_check_inputs(const bp_graph *g, bp_value *const *inputs, bp_err *e);
+
 /* Runs the graph on the CPU: inputs[i] feeds graph input i; outputs[i] receives graph output i
  * (malloc'ed data, caller frees). Intermediate buffers are freed after their last use. */
 int bp_execute(const bp_graph *g, bp_ctx *ctx, bp_value *const *inputs, bp_value *outputs, bp_err *e);

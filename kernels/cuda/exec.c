@@ -27,6 +27,7 @@
 #include "kernels/cuda/internal.h"
 
 #include "frontend/mmfold.h"
+#include "frontend/passes.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -169,21 +170,11 @@ int bp_cuda_execute(bp_cuda_exec *x, bp_ctx *ctx, bp_value *const *inputs, bp_va
     vals[t] = g->tensors[t]->v;
     vals[t].data = x->dev[t];
   }
-  for (int i = 0; i < g->ninputs; i++) {
-    const bp_tensor *t = g->tensors[g->inputs[i]];
-    if (!inputs[i]) {
-      rc = bp_errf(e, "input '%s' was not given", t->name);
-      goto done;
-    }
-    if (inputs[i]->dtype != t->v.dtype || !bp_same_shape(inputs[i], &t->v)) {
-      char s1[160], s2[160];
-      rc = bp_errf(e, "input '%s': given %s %s but the graph was prepared for %s %s", t->name,
-                   bp_dtype_name(inputs[i]->dtype), bp_shape_str(inputs[i], s1, sizeof s1), bp_dtype_name(t->v.dtype),
-                   bp_shape_str(&t->v, s2, sizeof s2));
-      goto done;
-    }
-    vals[g->inputs[i]] = *inputs[i];
+  if (bp_check_inputs(g, inputs, e)) {
+    rc = -1;
+    goto done;
   }
+  for (int i = 0; i < g->ninputs; i++) vals[g->inputs[i]] = *inputs[i];
   if (x->prof && bp_cuda_prof_mark(x->prof, dc, 0, e)) {
     rc = -1;
     goto done;
